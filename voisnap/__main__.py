@@ -1,0 +1,7 @@
+"""``python -m voisnap``: the same as the ``voisnap`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

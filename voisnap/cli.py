@@ -1,0 +1,88 @@
+"""The ``voisnap`` command: ``serve`` and ``token``.
+
+Every ``serve`` flag comes from a field of ``config.Settings``, with its help
+text and its ``VOISNAP_<NAME>`` variable, so the three never disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+from functools import partial
+import logging
+import sys
+from pathlib import Path
+
+import attrs
+import trio
+
+from .config import Settings, env_name, flag_name, settings_from
+from .server.auth import TokenAuthority
+from .server.secrets import SECRET_ENV, load_secret
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voisnap", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="run the hub server",
+        description=f"Run the hub server. The JWT secret comes from ${SECRET_ENV}, "
+        "or from <data-dir>/jwt-secret (created on first use).",
+    )
+    for field in attrs.fields(Settings):
+        _add_setting(serve, field)
+    token = commands.add_parser("token", help="print an access token for a user")
+    token.add_argument("--user", required=True, help="user id (the 'sub' claim)")
+    token.add_argument("--tenant", required=True, help="tenant id (the 'tid' claim)")
+    token.add_argument("--role", action="append", default=[], help="a role (repeatable)")
+    token.add_argument("--ttl", type=float, default=3600, help="seconds until it expires")
+    token.add_argument("--data-dir", type=Path, default=None, help="where the JWT secret lives")
+    return parser
+
+
+def _add_setting(parser: argparse.ArgumentParser, field: attrs.Attribute) -> None:
+    help_text = f"{field.metadata['help']} (${env_name(field.name)}; default: {field.default!r})"
+    flag = flag_name(field.name)
+    if field.type in ("bool", bool):
+        parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
+                            default=None, help=help_text)
+    elif field.name == "cors_origins":
+        parser.add_argument(flag, dest=field.name, action="append", default=None, help=help_text)
+    else:
+        kind = {"int": int, "float": float}.get(str(field.type), str)
+        parser.add_argument(flag, dest=field.name, type=kind, default=None, help=help_text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = build_parser().parse_args(argv)
+    if arguments.command == "token":
+        return _token(arguments)
+    overrides = {field.name: getattr(arguments, field.name) for field in attrs.fields(Settings)}
+    if overrides.get("cors_origins"):
+        overrides["cors_origins"] = tuple(overrides["cors_origins"])
+    return _serve(settings_from(overrides))
+
+
+def _serve(settings: Settings) -> int:
+    from .apps import create_app
+    from .server.runner import serve
+
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    hubs = create_app(settings)
+    trio.run(partial(serve, settings, hubs, ready=_print_ready))
+    return 0
+
+
+def _print_ready(line: str) -> None:
+    print(line, flush=True)
+
+
+def _token(arguments: argparse.Namespace) -> int:
+    data_dir = arguments.data_dir or settings_from({}).data_dir
+    settings = settings_from({"data_dir": data_dir})
+    authority = TokenAuthority(load_secret(settings.data_dir), settings.jwt_algorithm)
+    print(authority.issue(arguments.user, arguments.tenant, arguments.role, arguments.ttl))
+    return 0

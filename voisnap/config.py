@@ -1,0 +1,132 @@
+"""Every setting of ``voisnap serve``, in one frozen attrs class.
+
+Each field is also a command-line flag (``--keep-alive-interval``) and an
+environment variable (``VOISNAP_KEEP_ALIVE_INTERVAL``); the flag wins over the
+variable, the variable over the default. ``--help`` and the README list them
+from this one table, so the three can never disagree.
+
+The defaults are ASP.NET Core SignalR's where it has one (the wire reference,
+section 12), so that official clients see the timings they were tuned for.
+The JWT secret is deliberately *not* a setting: it comes from
+``VOISNAP_JWT_SECRET`` or a file in the data dir (``server/secrets.py``), so it
+never appears in ``ps`` output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+def setting(default: Any, help: str, **kwargs: Any) -> Any:
+    return attrs.field(default=default, metadata={"help": help}, **kwargs)
+
+
+@attrs.frozen
+class Settings:
+    # -- where to listen and keep data --
+    host: str = setting("127.0.0.1", "interface to listen on")
+    port: int = setting(8080, "port to listen on; 0 picks a free one")
+    data_dir: Path = setting(
+        Path("./voisnap-data"), "directory for the JWT secret and stored data", converter=Path
+    )
+
+    # -- security --
+    jwt_algorithm: str = setting("HS256", "JWT signing algorithm (HS256, HS384 or HS512)")
+    cors_origins: tuple[str, ...] = setting(
+        (), "browser origin allowed for CORS and WebSocket upgrades (repeatable)", converter=tuple
+    )
+    certfile: str | None = setting(None, "TLS certificate (PEM); with --keyfile, serve HTTPS/WSS")
+    keyfile: str | None = setting(None, "TLS private key (PEM)")
+    proxy_headers: bool = setting(False, "trust X-Forwarded-For and X-Forwarded-Proto")
+    detailed_errors: bool = setting(False, "send exception details to clients (development)")
+    access_log: bool = setting(False, "log every HTTP request and WebSocket (tokens redacted)")
+
+    # -- hub protocol timings (ASP.NET Core defaults) --
+    keep_alive_interval: float = setting(
+        15.0, "seconds without sending before the server sends a Ping"
+    )
+    client_timeout: float = setting(
+        30.0, "seconds without hearing from a client (after its first Ping) before closing it"
+    )
+    handshake_timeout: float = setting(15.0, "seconds a new connection has to complete its handshake")
+    disconnect_timeout: float = setting(
+        15.0, "seconds a negotiated connection token stays valid before a transport uses it"
+    )
+    client_result_timeout: float = setting(
+        30.0, "seconds a hub method waits for a client result before giving up"
+    )
+
+    # -- limits --
+    max_message_size: int = setting(32 * KIB, "largest hub message a client may send, in bytes")
+    outbox_capacity: int = setting(
+        100, "messages queued per connection before a fan-out evicts it as too slow"
+    )
+    outbox_max_bytes: int = setting(
+        1 * MIB, "bytes queued per connection before a fan-out evicts it as too slow"
+    )
+    max_parallel_invocations: int = setting(
+        1, "hub method invocations one client may run at once (streams are not counted)"
+    )
+    stream_buffer_capacity: int = setting(
+        10, "items buffered per client-to-server stream before the server stops reading"
+    )
+    request_head_timeout: float = setting(
+        10.0, "seconds a new TCP connection has to send its request head"
+    )
+    request_head_max_size: int = setting(16 * KIB, "largest HTTP request head accepted, in bytes")
+    shutdown_timeout: float = setting(
+        5.0, "seconds a graceful shutdown waits for connections to close"
+    )
+
+    @property
+    def tls(self) -> bool:
+        return self.certfile is not None
+
+
+def env_name(field_name: str) -> str:
+    return "VOISNAP_" + field_name.upper()
+
+
+def flag_name(field_name: str) -> str:
+    # cors_origins is given one origin at a time: --cors-origin A --cors-origin B
+    if field_name == "cors_origins":
+        return "--cors-origin"
+    return "--" + field_name.replace("_", "-")
+
+
+def settings_from(overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings from command-line ``overrides`` (None = not given), then the
+    environment, then the defaults."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for field in attrs.fields(Settings):
+        given = overrides.get(field.name)
+        if given is not None and given != ():
+            values[field.name] = given
+        elif env_name(field.name) in environ:
+            values[field.name] = parse_env(field, environ[env_name(field.name)])
+    return Settings(**values)
+
+
+def parse_env(field: attrs.Attribute, text: str) -> Any:
+    kind = field.type
+    if kind in ("bool", bool):
+        lowered = text.strip().lower()
+        if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            raise ValueError(f"{env_name(field.name)}={text!r} is not a boolean")
+        return lowered in ("1", "true", "yes", "on")
+    if kind in ("int", int):
+        return int(text)
+    if kind in ("float", float):
+        return float(text)
+    if field.name == "cors_origins":
+        return tuple(origin.strip() for origin in text.split(",") if origin.strip())
+    return text

@@ -1,0 +1,1 @@
+"""The hub framework: Hub classes, their invocation, and the per-connection runtime."""

@@ -1,0 +1,319 @@
+"""Running one connection's hub method calls: queued calls, streams and uploads.
+
+HubProtocol.md, "Invocation", "Streaming", "Upload streaming", "Cancellation";
+ASP.NET Core's ``DefaultHubDispatcher`` for the behaviour and the error texts.
+
+- Plain invocations run one at a time per connection by default, in the order
+  they arrived (``max_parallel_invocations``, ASP.NET's
+  MaximumParallelInvocationsPerClient = 1). They wait in a queue, not in the
+  reader: the reader keeps handling Completions and stream items meanwhile, so a
+  method awaiting a client result never deadlocks its own connection.
+- Streaming invocations, and invocations that receive upload streams, run
+  concurrently, each in its own task with its own cancel scope; a
+  CancelInvocation cancels that scope and the stream ends with an empty
+  Completion.
+- Every task lives in the connection's nursery: a disconnect cancels them all.
+
+Errors become Completions with ASP.NET's wording (``error_text``); details are
+shown only for ``HubError`` or with detailed errors on. A non-blocking
+invocation (no id) never gets an answer, not even an error.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
+from typing import Any
+
+import attrs
+import trio
+
+from ..errors import HubError
+from ..protocol import (
+    CompletionMessage,
+    HubMessage,
+    InvocationMessage,
+    StreamInvocationMessage,
+    StreamItemMessage,
+)
+from .binder import BindingError, structure, unstructure
+from .methods import HubMethod, methods_key
+
+log = logging.getLogger(__name__)
+
+# Plain invocations a client may have waiting behind the running one before the
+# reader stops reading from it (TCP then pushes back on the client).
+INVOCATION_QUEUE_SIZE = 64
+
+
+def error_text(message: str, error: BaseException, detailed: bool) -> str:
+    """ASP.NET Core's ErrorMessageHelper: the detail is appended for a HubError,
+    or for anything when detailed errors are on."""
+    if isinstance(error, HubError):
+        return f"{message} HubException: {error}"
+    if detailed:
+        return f"{message} {type(error).__name__}: {error}"
+    return message
+
+
+@attrs.define
+class _UploadFailed:
+    """Put in an upload stream when the client completes it with an error."""
+
+    error: str
+
+
+class UploadStream:
+    """One client-to-server stream: items arrive by StreamItem, end by Completion."""
+
+    def __init__(self, item_type: Any, capacity: int) -> None:
+        self.item_type = item_type
+        self.sender, self._receiver = trio.open_memory_channel[Any](capacity)
+
+    async def items(self) -> AsyncIterator[Any]:
+        async with self._receiver:
+            async for item in self._receiver:
+                if isinstance(item, _UploadFailed):
+                    raise HubError(item.error)
+                yield structure(item, self.item_type)
+
+
+class Invocations:
+    """The calls of one connection. ``start_*`` are called by the reader and
+    never wait for a hub method; ``run_queue`` is the queue's worker."""
+
+    def __init__(
+        self,
+        *,
+        methods: dict[str, HubMethod],
+        create_hub: Callable[[], Any],
+        send: Callable[[HubMessage], Awaitable[None]],
+        nursery: trio.Nursery,
+        detailed_errors: bool,
+        max_parallel: int,
+        stream_buffer_capacity: int,
+    ) -> None:
+        self._methods = methods
+        self._create_hub = create_hub
+        self._send = send
+        self._nursery = nursery
+        self._detailed = detailed_errors
+        self._max_parallel = max_parallel
+        self._stream_capacity = stream_buffer_capacity
+        self._queue_in, self._queue_out = trio.open_memory_channel[InvocationMessage](
+            INVOCATION_QUEUE_SIZE
+        )
+        self._streams: dict[str, trio.CancelScope] = {}
+        self._uploads: dict[str, UploadStream] = {}
+
+    # -- queue -----------------------------------------------------------------------------------
+
+    async def run_queue(self) -> None:
+        """Run queued invocations, ``max_parallel`` at a time, in order."""
+        async with trio.open_nursery() as workers:
+            for _ in range(self._max_parallel):
+                workers.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        async for message in self._queue_out:
+            await self._invoke(message)
+
+    async def start_invocation(self, message: InvocationMessage) -> None:
+        """Queue a plain invocation; one with upload streams runs at once, since
+        its items must flow while it runs (ASP.NET exempts it from the limit)."""
+        if message.stream_ids:
+            self._open_uploads(message)
+            self._nursery.start_soon(self._invoke, message)
+        else:
+            await self._queue_in.send(message)
+
+    # -- plain invocations -----------------------------------------------------------------------
+
+    async def _invoke(self, message: InvocationMessage) -> None:
+        target = message.target
+        method = self._resolve(target, streaming=False)
+        if method is None:
+            self._close_uploads(message.stream_ids)
+            return await self._fail_resolution(message, streaming=False)
+        try:
+            arguments = self._bind(method, message)
+        except BindingError as error:
+            self._close_uploads(message.stream_ids)
+            return await self._complete_error(
+                message.invocation_id,
+                error_text(f"Failed to invoke '{target}' due to an error on the server.",
+                           error, self._detailed),
+            )
+        except HubError as error:
+            self._close_uploads(message.stream_ids)
+            return await self._complete_error(message.invocation_id, _unexpected(target, error))
+        try:
+            result = await method.function(self._create_hub(), *arguments)
+        except Exception as error:
+            return await self._method_failed(message, error)
+        finally:
+            self._close_uploads(message.stream_ids)
+        if message.invocation_id:
+            await self._send(CompletionMessage.with_result(message.invocation_id, unstructure(result)))
+
+    async def _method_failed(self, message: InvocationMessage, error: Exception) -> None:
+        if not isinstance(error, HubError):
+            log.exception("hub method %r failed", message.target)
+        text = error_text(
+            f"An unexpected error occurred invoking '{message.target}' on the server.",
+            error, self._detailed,
+        )
+        await self._complete_error(message.invocation_id, text)
+
+    # -- server-to-client streams ----------------------------------------------------------------
+
+    async def start_stream(self, message: StreamInvocationMessage) -> None:
+        invocation_id = message.invocation_id
+        if invocation_id in self._streams:
+            return await self._complete_error(
+                invocation_id, f"Invocation ID '{invocation_id}' is already in use."
+            )
+        scope = self._streams[invocation_id] = trio.CancelScope()
+        self._open_uploads(message)
+        self._nursery.start_soon(self._stream, message, scope)
+
+    async def _stream(self, message: StreamInvocationMessage, scope: trio.CancelScope) -> None:
+        invocation_id, target = message.invocation_id, message.target
+        error: str | None = None
+        try:
+            method = self._resolve(target, streaming=True)
+            if method is None:
+                return await self._fail_resolution(message, streaming=True)
+            with scope:
+                error = await self._produce(method, message)
+        finally:
+            self._streams.pop(invocation_id, None)
+            self._close_uploads(message.stream_ids)
+        # A cancelled stream (CancelInvocation) still ends with a Completion,
+        # without an error (DefaultHubDispatcher.StreamAsync).
+        await self._send(CompletionMessage(invocation_id=invocation_id, error=error))
+
+    async def _produce(self, method: HubMethod, message: StreamInvocationMessage) -> str | None:
+        """Run a streaming method, sending each item; the error text, if any."""
+        try:
+            arguments = self._bind(method, message)
+        except BindingError as error:
+            return error_text(f"Failed to invoke '{message.target}' due to an error on the server.",
+                              error, self._detailed)
+        except HubError as error:
+            return _unexpected(message.target, error)
+        try:
+            async with aclosing(method.function(self._create_hub(), *arguments)) as items:
+                async for item in items:
+                    await self._send(
+                        StreamItemMessage(invocation_id=message.invocation_id, item=unstructure(item))
+                    )
+        except Exception as error:
+            if not isinstance(error, HubError):
+                log.exception("streaming hub method %r failed", message.target)
+            return error_text("An error occurred on the server while streaming results.",
+                              error, self._detailed)
+        return None
+
+    def cancel(self, invocation_id: str) -> None:
+        """CancelInvocation: stop that stream (an unknown id is ignored, as in ASP.NET)."""
+        scope = self._streams.get(invocation_id)
+        if scope is not None:
+            scope.cancel()
+
+    # -- upload streams --------------------------------------------------------------------------
+
+    async def upload_item(self, message: StreamItemMessage) -> bool:
+        """Pass an uploaded item on; waits while the method has not taken the
+        last ``stream_buffer_capacity`` items (backpressure, as ASP.NET).
+        False if no upload has this id."""
+        upload = self._uploads.get(message.invocation_id)
+        if upload is None:
+            return False
+        try:
+            await upload.sender.send(message.item)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the method stopped reading; the item has nowhere to go
+        return True
+
+    async def upload_completed(self, message: CompletionMessage) -> bool:
+        """A client's Completion that ends an upload; False if it ends none."""
+        upload = self._uploads.get(message.invocation_id)
+        if upload is None:
+            return False
+        if message.error is not None:
+            try:
+                await upload.sender.send(_UploadFailed(message.error))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+        upload.sender.close()
+        return True
+
+    def _close_uploads(self, stream_ids: tuple[str, ...]) -> None:
+        for stream_id in stream_ids:
+            upload = self._uploads.pop(stream_id, None)
+            if upload is not None:
+                upload.sender.close()
+
+    # -- shared ----------------------------------------------------------------------------------
+
+    def _resolve(self, target: str, *, streaming: bool) -> HubMethod | None:
+        method = self._methods.get(methods_key(target))
+        if method is None or method.is_streaming != streaming:
+            return None
+        return method
+
+    async def _fail_resolution(self, message: InvocationMessage | StreamInvocationMessage,
+                               *, streaming: bool) -> None:
+        method = self._methods.get(methods_key(message.target))
+        if method is None:
+            text = (f"Failed to invoke '{message.target}' due to an error on the server. "
+                    "HubException: Method does not exist.")
+        elif streaming:
+            text = (f"The client attempted to invoke the non-streaming '{message.target}' "
+                    "method with a streaming invocation.")
+        else:
+            text = (f"The client attempted to invoke the streaming '{message.target}' "
+                    "method with a non-streaming invocation.")
+        await self._complete_error(message.invocation_id, text)
+
+    def _open_uploads(self, message: InvocationMessage | StreamInvocationMessage) -> None:
+        """Make the upload streams exist before the reader reads their first
+        item, which may follow the invocation in the very same packet."""
+        method = self._methods.get(methods_key(message.target))
+        item_types = [p.item_type for p in method.stream_parameters] if method else []
+        for index, stream_id in enumerate(message.stream_ids):
+            item_type = item_types[index] if index < len(item_types) else Any
+            self._uploads[stream_id] = UploadStream(item_type, self._stream_capacity)
+
+    def _bind(self, method: HubMethod, message: InvocationMessage | StreamInvocationMessage) -> list:
+        """Bind the arguments, with the upload streams in their places."""
+        streams = method.stream_parameters
+        if len(message.stream_ids) != len(streams):
+            raise HubError(
+                f"Client sent {len(message.stream_ids)} stream(s), "
+                f"Hub method expects {len(streams)}."
+            )
+        values = iter(method.bind(message.arguments))
+        uploads = iter(message.stream_ids)
+        return [
+            self._uploads[next(uploads)].items() if parameter.is_stream else next(values)
+            for parameter in method.parameters
+        ]
+
+    async def _complete_error(self, invocation_id: str | None, text: str) -> None:
+        if invocation_id:
+            await self._send(CompletionMessage.with_error(invocation_id, text))
+        else:
+            log.info("non-blocking invocation failed: %s", text)
+
+    def close(self) -> None:
+        """The connection is ending: stop accepting queued work."""
+        self._queue_in.close()
+        for stream_id in list(self._uploads):
+            self._close_uploads((stream_id,))
+
+
+def _unexpected(target: str, error: HubError) -> str:
+    return f"An unexpected error occurred invoking '{target}' on the server. HubException: {error}"

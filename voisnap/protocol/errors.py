@@ -1,0 +1,23 @@
+"""The two ways a protocol exchange can go wrong, as in h11 and wsproto.
+
+``RemoteProtocolError``: the peer broke the protocol (bad JSON, oversize message,
+bad handshake). The connection is closed with a message that names the problem.
+
+``LocalProtocolError``: we tried to do something the protocol forbids in the
+current state. That is a bug in voisnap, never the peer's fault.
+"""
+
+from __future__ import annotations
+
+
+class ProtocolError(Exception):
+    """Base class of both protocol errors."""
+
+
+class LocalProtocolError(ProtocolError):
+    """We misused the protocol."""
+
+
+class RemoteProtocolError(ProtocolError):
+    """The peer misused the protocol. ``str(error)`` is safe to show the peer:
+    it describes their bytes, not our internals."""

@@ -1,0 +1,1 @@
+"""Who receives what: the per-connection outbox and the group router."""

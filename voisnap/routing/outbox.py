@@ -1,0 +1,127 @@
+"""The per-connection outbox: a bounded queue of frames the kernel has not taken yet.
+
+Seed 000, "Backpressure": "Server buffers outgoing events per-connection
+(default: 100 events). Beyond that, the slowest consumer is dropped." The outbox
+is that buffer. It has the semantics of a trio memory channel of capacity 100
+(``put_nowait`` raises ``trio.WouldBlock`` when full, ``statistics()``), plus a
+byte cap, because 100 voice frames would otherwise hold megabytes per connection.
+
+Everything accepted and not yet written counts against both caps, including the
+batch the writer is in the middle of writing (``take_all`` / ``done``), so
+"at most 100 messages" holds exactly.
+
+The outbox does no I/O. A transport tries to write a frame straight to its socket
+first and only puts here what the kernel did not take; its single writer task
+drains the queue. Who decides what "full" means for a sender is not the outbox's
+business either: a fan-out evicts the connection (``routing.router``), while a
+connection's own replies wait with ``wait_for_space``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, TypeVar
+
+import attrs
+import trio
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class OutboxStatistics:
+    queued: int
+    queued_bytes: int
+    in_flight: int
+    capacity: int
+    max_bytes: int
+    closed: bool
+
+
+class Outbox(Generic[T]):
+    def __init__(self, capacity: int, max_bytes: int) -> None:
+        self._items: deque[tuple[T, int]] = deque()
+        self._bytes = 0
+        self._in_flight = 0
+        self._in_flight_bytes = 0
+        self._capacity = capacity
+        self._max_bytes = max_bytes
+        self._closed = False
+        self._nonempty = trio.lowlevel.ParkingLot()
+        self._space = trio.lowlevel.ParkingLot()
+
+    def put_nowait(self, item: T, size: int) -> None:
+        """Queue ``item`` (``size`` bytes) or raise ``trio.WouldBlock`` when full.
+
+        One item larger than the byte cap is accepted into an empty outbox: the
+        cap bounds a backlog, not the size of a single message.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("the outbox is closed")
+        count = len(self._items) + self._in_flight
+        held = self._bytes + self._in_flight_bytes
+        if count >= self._capacity or (count and held + size > self._max_bytes):
+            raise trio.WouldBlock
+        self._items.append((item, size))
+        self._bytes += size
+        if count == 0:
+            self._nonempty.unpark_all()
+
+    @property
+    def empty(self) -> bool:
+        """True when nothing is queued or being written."""
+        return not self._items and not self._in_flight
+
+    def take_all(self) -> list[T]:
+        """Hand every queued item to the writer; they still count until ``done``."""
+        items = [item for item, _ in self._items]
+        self._in_flight += len(items)
+        self._in_flight_bytes += self._bytes
+        self._items.clear()
+        self._bytes = 0
+        return items
+
+    def done(self) -> None:
+        """The writer handed its whole batch to the kernel."""
+        self._in_flight = 0
+        self._in_flight_bytes = 0
+        self._space.unpark_all()
+
+    async def wait_nonempty(self) -> None:
+        """Block until there is something to write (or the outbox is closed)."""
+        if not self._items and not self._closed:
+            await self._nonempty.park()
+
+    async def wait_for_space(self) -> None:
+        """Block until one more item fits; ClosedResourceError once closed."""
+        while len(self._items) + self._in_flight >= self._capacity and not self._closed:
+            await self._space.park()
+        if self._closed:
+            raise trio.ClosedResourceError("the outbox is closed")
+
+    async def wait_empty(self) -> None:
+        """Block until the writer has handed everything to the kernel."""
+        while not self.empty and not self._closed:
+            await self._space.park()
+
+    def close(self) -> None:
+        """Drop the backlog (a closed connection's messages go nowhere) and wake waiters."""
+        self._closed = True
+        self._items.clear()
+        self._bytes = 0
+        self._nonempty.unpark_all()
+        self._space.unpark_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def statistics(self) -> OutboxStatistics:
+        return OutboxStatistics(
+            queued=len(self._items),
+            queued_bytes=self._bytes,
+            in_flight=self._in_flight,
+            capacity=self._capacity,
+            max_bytes=self._max_bytes,
+            closed=self._closed,
+        )

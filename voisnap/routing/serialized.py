@@ -1,0 +1,36 @@
+"""A hub message serialized once per hub protocol and framed once per transport.
+
+ASP.NET Core's ``SerializedHubMessage`` does the first half: a message sent to a
+group of a thousand JSON connections is written to JSON once, not a thousand
+times. voisnap goes one step further, because its WebSocket transport writes
+frames itself: the *frame* (WebSocket header + record) is built once per wire
+(hub protocol + transport framing), and every recipient on that wire is handed
+the same ``Frame`` object. The per-recipient cost of a fan-out is then a dict
+lookup and a ``send()``.
+"""
+
+from __future__ import annotations
+
+from ..protocol import HubMessage, HubProtocol
+from ..transports.frames import Frame, Wire
+
+
+class SerializedMessage:
+    __slots__ = ("_frames", "_records", "message")
+
+    def __init__(self, message: HubMessage) -> None:
+        self.message = message
+        self._records: dict[HubProtocol, bytes] = {}
+        self._frames: dict[Wire, Frame] = {}
+
+    def record_for(self, protocol: HubProtocol) -> bytes:
+        record = self._records.get(protocol)
+        if record is None:
+            record = self._records[protocol] = protocol.write(self.message)
+        return record
+
+    def frame_for(self, wire: Wire) -> Frame:
+        frame = self._frames.get(wire)
+        if frame is None:
+            frame = self._frames[wire] = wire.frame(self.record_for(wire.protocol))
+        return frame

@@ -1,0 +1,100 @@
+"""Negotiated connections: connection tokens waiting for, or held by, a transport.
+
+TransportProtocols.md, "POST [endpoint-base]/negotiate": negotiate creates a
+connection and returns its public ``connectionId`` and, from negotiate version
+1, a secret ``connectionToken`` that the transport request presents as ``id``.
+The two are kept apart: the id may be shown to other clients (client results
+address connections by id), the token proves ownership.
+
+A token is good for one transport (here: one WebSocket). It must be claimed
+within ``disconnect_timeout`` (ASP.NET's DisconnectTimeout, 15 s), by the user
+who negotiated it (using someone else's token is refused), for the hub it was
+negotiated for; it is forgotten when its connection ends, and reusing it then
+gives 404, as in ASP.NET Core.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+
+import attrs
+import trio
+
+from ..principal import Principal
+from .http import HttpError
+
+NO_CONNECTION = "No Connection with that ID"
+
+
+@attrs.define
+class NegotiatedConnection:
+    connection_id: str
+    connection_token: str
+    hub_path: str
+    principal: Principal
+    created_at: float
+
+
+def new_secret_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class ConnectionRegistry:
+    def __init__(self, disconnect_timeout: float) -> None:
+        self._timeout = disconnect_timeout
+        self._pending: OrderedDict[str, NegotiatedConnection] = OrderedDict()
+        self._active: dict[str, NegotiatedConnection] = {}
+
+    def negotiate(self, hub_path: str, principal: Principal, version: int) -> NegotiatedConnection:
+        self._forget_expired()
+        connection_id = new_secret_id()
+        # Version 0 has no token: the client presents the connection id itself.
+        token = new_secret_id() if version >= 1 else connection_id
+        negotiated = NegotiatedConnection(
+            connection_id=connection_id,
+            connection_token=token,
+            hub_path=hub_path,
+            principal=principal,
+            created_at=trio.current_time(),
+        )
+        self._pending[token] = negotiated
+        return negotiated
+
+    def claim(self, token: str, hub_path: str, principal: Principal) -> NegotiatedConnection:
+        """Hand a negotiated connection to its transport, or refuse with the
+        status ASP.NET Core uses."""
+        self._forget_expired()
+        if token in self._active:
+            raise HttpError(409, "Another transport is already using this connection.")
+        negotiated = self._pending.get(token)
+        if negotiated is None or negotiated.hub_path != hub_path:
+            raise HttpError(404, NO_CONNECTION)
+        owner = negotiated.principal
+        if (owner.user_id, owner.tenant_id) != (principal.user_id, principal.tenant_id):
+            raise HttpError(403, "The connection token belongs to another user.")
+        del self._pending[token]
+        self._active[token] = negotiated
+        return negotiated
+
+    def is_active(self, token: str) -> bool:
+        return token in self._active
+
+    def release(self, token: str) -> None:
+        self._active.pop(token, None)
+
+    def _forget_expired(self) -> None:
+        deadline = trio.current_time() - self._timeout
+        while self._pending:
+            token, oldest = next(iter(self._pending.items()))
+            if oldest.created_at > deadline:
+                break
+            del self._pending[token]
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def active(self) -> int:
+        return len(self._active)

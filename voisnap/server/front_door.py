@@ -1,0 +1,180 @@
+"""The front door: one listener, two paths in.
+
+voisnap owns the listening socket. For each new TCP connection it reads the
+request head (bounded in time and size: browsers open idle pre-connections)
+and decides:
+
+- a WebSocket upgrade to a mounted hub path goes to voisnap's own WebSocket
+  transport, which writes pre-built frames straight to the socket (the fan-out
+  hot path, ``transports.websockets``);
+- everything else (negotiate, REST, health, HTTP/2, and WebSockets to other
+  paths) is handed to hypercorn with the bytes already read, through
+  ``hypercorn_bridge``.
+
+With TLS on, every connection goes to hypercorn, which terminates TLS; hub
+WebSockets then take the ASGI path (correct, but slower to fan out: terminate
+TLS in a proxy in front of voisnap when fan-out speed matters).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+
+import attrs
+import trio
+
+from ..transports.websockets import (
+    DirectWebSocket,
+    accept_upgrade,
+    refuse_upgrade,
+    start_upgrade,
+)
+from .http import HttpError, parse_query, redact_query
+from .hub_server import HubServer
+from .hypercorn_bridge import HypercornBridge, PrefixedStream
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("voisnap.access")
+
+RECEIVE_SIZE = 64 * 1024
+HEAD_END = b"\r\n\r\n"
+# Errors accept() reports when the process or the system is out of descriptors
+# or memory: wait a moment and go on, as trio.serve_listeners does.
+ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+ACCEPT_BACKOFF = 0.1
+
+
+@attrs.frozen
+class RequestHead:
+    """The parts of an HTTP/1.1 request head the front door routes on."""
+
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+
+    @classmethod
+    def parse(cls, head: bytes) -> RequestHead | None:
+        """None when the bytes are not an HTTP/1.x request head (hypercorn will
+        answer those, or an HTTP/2 preface, itself)."""
+        try:
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            method, target, version = request_line.split(" ")
+        except ValueError:
+            return None
+        if not version.startswith("HTTP/1."):
+            return None
+        headers = {}
+        for line in header_lines:
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip().lower()] = value.strip()
+        path, _, query = target.partition("?")
+        return cls(method, path, query, headers)
+
+    @property
+    def is_websocket_upgrade(self) -> bool:
+        return self.method == "GET" and "websocket" in self.headers.get("upgrade", "").lower()
+
+
+class FrontDoor:
+    def __init__(self, hubs: HubServer, bridge: HypercornBridge) -> None:
+        self.hubs = hubs
+        self.bridge = bridge
+        self.settings = hubs.settings
+        self._ssl_context = bridge.ssl_context() if self.settings.tls else None
+
+    async def serve(self, listener: socket.socket, connections: trio.Nursery) -> None:
+        """Accept until cancelled; each connection's task goes in ``connections``."""
+        listener.setblocking(False)
+        while True:
+            await trio.lowlevel.wait_readable(listener)
+            try:
+                sock, _ = listener.accept()
+            except BlockingIOError:
+                continue
+            except OSError as error:
+                if error.errno not in ACCEPT_CAPACITY_ERRORS:
+                    raise
+                log.error("accept failed (%s); retrying shortly", error)
+                await trio.sleep(ACCEPT_BACKOFF)
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            connections.start_soon(self._handle, sock)
+
+    async def _handle(self, sock: socket.socket) -> None:
+        if self._ssl_context is not None:
+            stream = trio.SSLStream(
+                _trio_stream(sock), self._ssl_context, server_side=True, https_compatible=True
+            )
+            return await self.bridge.serve_connection(stream)
+        head = await self._read_head(sock)
+        if head is None:
+            return _close_quietly(sock)
+        request = RequestHead.parse(head)
+        if (
+            request is not None
+            and request.is_websocket_upgrade
+            and self.hubs.endpoint_for(request.path) is not None
+        ):
+            return await self._hub_websocket(sock, head, request)
+        await self.bridge.serve_connection(PrefixedStream(_trio_stream(sock), head))
+
+    async def _read_head(self, sock: socket.socket) -> bytes | None:
+        """Everything received up to the end of the request head (and perhaps a
+        little after it); None if the client sent nothing usable in time."""
+        buffer = bytearray()
+        with trio.move_on_after(self.settings.request_head_timeout):
+            while HEAD_END not in buffer:
+                if len(buffer) > self.settings.request_head_max_size:
+                    break  # hypercorn answers 431 for an oversize head
+                try:
+                    await trio.lowlevel.wait_readable(sock)
+                    chunk = sock.recv(RECEIVE_SIZE)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    return None
+                if not chunk:
+                    return None if not buffer else bytes(buffer)
+                buffer += chunk
+            return bytes(buffer)
+        return None
+
+    async def _hub_websocket(self, sock: socket.socket, head: bytes, request: RequestHead) -> None:
+        ws = start_upgrade(head)
+        if ws is None:
+            # Not a valid upgrade after all: hypercorn gives the proper 400.
+            return await self.bridge.serve_connection(PrefixedStream(_trio_stream(sock), head))
+        try:
+            admission = self.hubs.admit(request.path, request.headers, parse_query(request.query))
+        except HttpError as error:
+            self._log(request, error.status)
+            await refuse_upgrade(sock, ws, error.status, error.text, error.headers)
+            return _close_quietly(sock)
+        await accept_upgrade(sock, ws)
+        self._log(request, 101)
+        transport = DirectWebSocket(
+            sock, ws,
+            capacity=self.settings.outbox_capacity,
+            max_bytes=self.settings.outbox_max_bytes,
+        )
+        await self.hubs.serve(admission, transport)
+
+    def _log(self, request: RequestHead, status: int) -> None:
+        if self.settings.access_log:
+            query = redact_query(request.query)
+            target = request.path + (f"?{query}" if query else "")
+            access_log.info('"GET %s websocket" %d', target, status)
+
+
+def _trio_stream(sock: socket.socket) -> trio.SocketStream:
+    return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+
+
+def _close_quietly(sock: socket.socket) -> None:
+    trio.lowlevel.notify_closing(sock)
+    sock.close()

@@ -1,0 +1,180 @@
+"""The hubs of one server, and the steps every transport request goes through.
+
+``HubServer`` is what both doors share: voisnap's own WebSocket path (the front
+door) and the ASGI app (negotiate, and WebSockets that arrive through
+hypercorn). Admitting a transport request is the same checks in the same order
+whichever door it came in by:
+
+1. the path names a mounted hub (else 404);
+2. a browser's ``Origin`` is on the allowed list (else 403);
+3. the access token is valid (else 401: no connection is created);
+4. the ``id`` names a connection this user negotiated for this hub, or there is
+   no ``id`` and the client skipped negotiation (else 404, 403 or 409).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import trio
+
+from ..config import Settings
+from ..errors import AuthenticationError
+from ..hubs.connection import SHUTTING_DOWN, HubConnection, new_connection_id
+from ..hubs.endpoint import HubEndpoint
+from ..principal import Principal
+from ..protocol import CloseMessage
+from ..transports.base import Transport
+from .auth import TokenAuthority, token_from
+from .connections import ConnectionRegistry
+from .http import HttpError
+
+log = logging.getLogger(__name__)
+
+# The transports negotiate advertises. Server-Sent Events and long polling
+# arrive with their own issue; until then a client is offered WebSockets only.
+TRANSPORTS = [{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}]
+
+
+@attrs.frozen
+class Admission:
+    """A transport request that passed every check: what its connection will be."""
+
+    endpoint: HubEndpoint
+    principal: Principal
+    connection_id: str
+    connection_token: str | None
+
+
+class HubServer:
+    def __init__(self, settings: Settings, authority: TokenAuthority) -> None:
+        self.settings = settings
+        self.authority = authority
+        self.endpoints: dict[str, HubEndpoint] = {}
+        self.registry = ConnectionRegistry(settings.disconnect_timeout)
+        self.connections: set[HubConnection] = set()
+        self._idle = trio.Event()
+        self._idle.set()
+
+    def mount(self, path: str, hub_class: type, services: Any = None) -> HubEndpoint:
+        """Serve ``hub_class`` at ``path`` (``/hubs/chat``): one line per hub."""
+        path = "/" + path.strip("/")
+        endpoint = HubEndpoint(path=path, hub_class=hub_class, settings=self.settings,
+                               services=services)
+        self.endpoints[path] = endpoint
+        return endpoint
+
+    def endpoint_for(self, path: str) -> HubEndpoint | None:
+        return self.endpoints.get(path.rstrip("/") or "/")
+
+    # -- the checks ------------------------------------------------------------------------------
+
+    def check_origin(self, headers: Mapping[str, str]) -> None:
+        """A request without ``Origin`` is not from a browser and is allowed."""
+        origin = headers.get("origin")
+        if origin is not None and origin not in self.settings.cors_origins:
+            raise HttpError(403, f"Origin '{origin}' is not allowed.")
+
+    def authenticate(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Principal:
+        token = token_from(headers, query)
+        if token is None:
+            raise HttpError(401, "An access token is required.",
+                            [("www-authenticate", "Bearer")])
+        try:
+            return self.authority.verify(token)
+        except AuthenticationError as error:
+            raise HttpError(401, str(error),
+                            [("www-authenticate", 'Bearer error="invalid_token"')]) from None
+
+    def negotiate(self, path: str, headers: Mapping[str, str],
+                  query: Mapping[str, str]) -> dict[str, Any]:
+        """TransportProtocols.md, "POST [endpoint-base]/negotiate"."""
+        endpoint = self._endpoint_or_404(path)
+        principal = self.authenticate(headers, query)
+        version = _negotiate_version(query.get("negotiateVersion"))
+        if isinstance(version, str):
+            return {"error": version}
+        negotiated = self.registry.negotiate(endpoint.path, principal, version)
+        response: dict[str, Any] = {
+            "negotiateVersion": version,
+            "connectionId": negotiated.connection_id,
+        }
+        if version >= 1:
+            response["connectionToken"] = negotiated.connection_token
+        response["availableTransports"] = TRANSPORTS
+        return response
+
+    def admit(self, path: str, headers: Mapping[str, str], query: Mapping[str, str]) -> Admission:
+        """Run the four checks for a transport request; HttpError if one fails."""
+        endpoint = self._endpoint_or_404(path)
+        self.check_origin(headers)
+        principal = self.authenticate(headers, query)
+        token = query.get("id")
+        if not token:
+            # skipNegotiation: the client opened the WebSocket without negotiating.
+            return Admission(endpoint, principal, new_connection_id(), None)
+        negotiated = self.registry.claim(token, endpoint.path, principal)
+        return Admission(endpoint, principal, negotiated.connection_id, token)
+
+    def _endpoint_or_404(self, path: str) -> HubEndpoint:
+        endpoint = self.endpoint_for(path)
+        if endpoint is None:
+            raise HttpError(404, "Not Found")
+        return endpoint
+
+    # -- running connections ---------------------------------------------------------------------
+
+    async def serve(self, admission: Admission, transport: Transport) -> None:
+        """Run one admitted connection on ``transport`` until it ends."""
+        connection = HubConnection(
+            endpoint=admission.endpoint,
+            transport=transport,
+            principal=admission.principal,
+            connection_id=admission.connection_id,
+        )
+        self.connections.add(connection)
+        self._idle = trio.Event()
+        try:
+            await connection.run()
+        finally:
+            self.connections.discard(connection)
+            if admission.connection_token is not None:
+                self.registry.release(admission.connection_token)
+            if not self.connections:
+                self._idle.set()
+
+    async def close_all(self) -> None:
+        """Graceful shutdown: every client gets a Close that invites it to
+        reconnect (to this server once it is back, or to another)."""
+        close = CloseMessage(error=SHUTTING_DOWN, allow_reconnect=True)
+        for connection in list(self.connections):
+            connection.request_close(close)
+        with trio.move_on_after(self.settings.shutdown_timeout):
+            await self._idle.wait()
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "connections": len(self.connections),
+            "negotiated": {"pending": self.registry.pending, "active": self.registry.active},
+            "hubs": {
+                path: attrs.asdict(endpoint.router.statistics())
+                for path, endpoint in self.endpoints.items()
+            },
+        }
+
+
+def _negotiate_version(raw: str | None) -> int | str:
+    """The version to answer with, or an error text (sent with status 200, as
+    ASP.NET Core does). Absent means 0: the Python clients send none."""
+    if raw is None:
+        return 0
+    try:
+        version = int(raw)
+    except ValueError:
+        return "The client requested a non-integer protocol version."
+    if version < 0:
+        return f"The client requested version '{version}', but the server does not support this version."
+    return min(version, 1)

@@ -1,0 +1,132 @@
+"""The seam between voisnap's listener and hypercorn: the only module that knows
+hypercorn's internals. Written for hypercorn 0.18 (pinned ``>=0.18,<0.19``).
+
+hypercorn's public ``serve()`` owns its listening socket and offers no hook to
+take some connections away from it. voisnap owns the listener instead (so hub
+WebSockets can take the fast path) and re-creates the small part of
+``hypercorn.trio.run.worker_serve`` that starts connections. It uses:
+
+- ``hypercorn.trio.lifespan.Lifespan``: the ASGI lifespan protocol;
+- ``hypercorn.trio.worker_context.WorkerContext``: its ``terminated`` event
+  tells idle keep-alive connections to close at shutdown;
+- ``hypercorn.trio.tcp_server.TCPServer``: one HTTP connection (HTTP/1.1, h2c,
+  HTTP/2 over TLS, WebSocket), given a trio stream. It tells a TLS stream from
+  a plain one by ``do_handshake`` (missing = plain) and reads addresses from
+  ``stream.socket`` (or ``stream.transport_stream.socket``);
+- ``hypercorn.app_wrappers.ASGIWrapper`` and ``hypercorn.typing.ConnectionState``;
+- ``hypercorn.logging.Logger.atoms`` to redact tokens from the access log.
+
+If hypercorn changes any of these, ``tests/transports/test_front_door.py`` fails.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import trio
+from hypercorn.app_wrappers import ASGIWrapper
+from hypercorn.config import Config
+from hypercorn.logging import Logger
+from hypercorn.middleware import ProxyFixMiddleware
+from hypercorn.trio.lifespan import Lifespan
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import ConnectionState
+
+from ..asgi import ASGIApp
+from ..config import Settings
+from .http import redact_query
+
+
+class RedactingLogger(Logger):
+    """hypercorn's logger, with ``access_token`` values and Authorization headers
+    removed from the access-log atoms: tokens never reach a log."""
+
+    def atoms(self, request: Any, response: Any, request_time: float) -> Mapping[str, str]:
+        atoms = super().atoms(request, response, request_time)
+        for key in ("q", "Uq", "R"):
+            atoms[key] = redact_query(atoms[key])
+        atoms.pop("{authorization}i", None)
+        return atoms
+
+
+def make_config(settings: Settings) -> Config:
+    config = Config()
+    config.logger_class = RedactingLogger
+    # One access log for both doors, on stderr (stdout carries the "listening" line).
+    config.accesslog = logging.getLogger("voisnap.access") if settings.access_log else None
+    config.errorlog = "-"
+    config.graceful_timeout = settings.shutdown_timeout
+    config.h11_max_incomplete_size = settings.request_head_max_size
+    config.include_server_header = False
+    config.certfile = settings.certfile
+    config.keyfile = settings.keyfile
+    return config
+
+
+class HypercornBridge:
+    """hypercorn's per-connection server, driven by voisnap's listener."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        if settings.proxy_headers:
+            app = ProxyFixMiddleware(app, mode="legacy", trusted_hops=1)
+        self.config = make_config(settings)
+        self._app = ASGIWrapper(app)
+        self._context = WorkerContext(None)
+        self._state: dict[str, Any] = {}
+        self._lifespan = Lifespan(self._app, self.config, self._state)
+
+    def ssl_context(self) -> Any:
+        return self.config.create_ssl_context()
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Run the ASGI lifespan startup (in ``nursery``, which must outlive serving)."""
+        await nursery.start(self._lifespan.handle_lifespan)
+        await self._lifespan.wait_for_startup()
+
+    async def serve_connection(self, stream: trio.abc.Stream) -> None:
+        """Serve one HTTP connection until it closes."""
+        server = TCPServer(
+            self._app, self.config, self._context, ConnectionState(self._state.copy()), stream
+        )
+        await server.run()
+
+    async def stop(self) -> None:
+        """Tell keep-alive connections to close, then run the lifespan shutdown."""
+        await self._context.terminated.set()
+        await self._lifespan.wait_for_shutdown()
+
+
+class PrefixedStream(trio.abc.HalfCloseableStream):
+    """A socket stream whose first reads return bytes the front door already read.
+
+    Deliberately has no ``do_handshake``: hypercorn's TCPServer takes a stream
+    without it for a plain (non-TLS) connection.
+    """
+
+    def __init__(self, stream: trio.SocketStream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+        self.socket = stream.socket
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            size = len(self._prefix) if max_bytes is None else max_bytes
+            data, self._prefix = self._prefix[:size], self._prefix[size:]
+            await trio.lowlevel.checkpoint()
+            return data
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self._stream.send_eof()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()

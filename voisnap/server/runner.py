@@ -1,0 +1,86 @@
+"""``voisnap serve``: one process, one port, and a graceful shutdown.
+
+Structured concurrency, outermost first (every task has a visible owner):
+
+    lifespan nursery   hypercorn's ASGI lifespan task
+      connections      one task per TCP connection (hub WebSocket or hypercorn)
+        main           the accept loop, and the wait for SIGINT/SIGTERM
+
+On a signal, voisnap stops accepting, sends every hub client a Close with
+``allowReconnect: true``, tells hypercorn's keep-alive connections to close,
+and cancels whatever is left after ``shutdown_timeout``.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import signal
+import socket
+from collections.abc import Callable
+
+import trio
+
+from ..config import Settings
+from .app import VoisnapApp
+from .front_door import FrontDoor
+from .hub_server import HubServer
+from .hypercorn_bridge import HypercornBridge
+
+log = logging.getLogger(__name__)
+
+BACKLOG = 4096
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard limit: every connection
+    is a descriptor, and the usual soft limit (1024) is far too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def open_listener(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    listener.setblocking(False)
+    return listener
+
+
+def url_of(listener: socket.socket, tls: bool) -> str:
+    host, port = listener.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'https' if tls else 'http'}://{shown}:{port}"
+
+
+async def serve(
+    settings: Settings, hubs: HubServer, *, ready: Callable[[str], None] = print
+) -> None:
+    raise_open_file_limit()
+    listener = open_listener(settings.host, settings.port)
+    bridge = HypercornBridge(VoisnapApp(hubs), settings)
+    front_door = FrontDoor(hubs, bridge)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as lifespan:
+            await bridge.start(lifespan)
+            async with trio.open_nursery() as connections:
+                async with trio.open_nursery() as main:
+                    main.start_soon(front_door.serve, listener, connections)
+                    ready(f"voisnap listening on {url_of(listener, settings.tls)}")
+                    async for signum in signals:
+                        log.info("received %s, shutting down", signal.Signals(signum).name)
+                        break
+                    main.cancel_scope.cancel()
+                listener.close()
+                await _shut_down(hubs, bridge)
+                connections.cancel_scope.cancel()
+            lifespan.cancel_scope.cancel()
+
+
+async def _shut_down(hubs: HubServer, bridge: HypercornBridge) -> None:
+    """Close hub connections and hypercorn's connections side by side, bounded."""
+    with trio.move_on_after(hubs.settings.shutdown_timeout):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(hubs.close_all)
+            nursery.start_soon(bridge.stop)

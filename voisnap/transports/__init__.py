@@ -1,0 +1,1 @@
+"""Transports: bytes in and out of one connection, no hub logic (TransportProtocols.md)."""

@@ -1,0 +1,121 @@
+"""The WebSocket transport for hub connections that arrive through hypercorn.
+
+This is the slow path. Hub WebSockets normally take voisnap's own transport
+(``transports.websockets``), but a WebSocket upgrade can arrive on a connection
+already handed to hypercorn (TLS, HTTP/2, or an HTTP keep-alive connection that
+upgrades later), and it must work too. Here each message goes through ASGI's
+``send``, which hypercorn shields, so a stalled client cannot be cut off in the
+middle of a write: eviction drops the backlog and ends the connection as soon
+as the write in progress returns.
+"""
+
+from __future__ import annotations
+
+import trio
+
+from ..asgi import Receive, Send
+from ..errors import ConnectionClosed
+from ..protocol import TransferFormat
+from ..routing.outbox import Outbox
+from .frames import OPCODE_BINARY, OPCODE_TEXT, Frame, Framer, data_runs
+
+
+class PlainFramer:
+    """A record as one ASGI WebSocket message: no framing of our own."""
+
+    def __init__(self, opcode: int) -> None:
+        self.opcode = opcode
+
+    def frame(self, record: bytes) -> Frame:
+        return Frame(record, payload_start=0, opcode=self.opcode)
+
+
+TEXT_MESSAGES = PlainFramer(OPCODE_TEXT)
+BINARY_MESSAGES = PlainFramer(OPCODE_BINARY)
+
+
+class AsgiWebSocket:
+    transfer_format = TransferFormat.BINARY
+
+    def __init__(self, receive: Receive, send: Send, *, capacity: int, max_bytes: int) -> None:
+        self._receive = receive
+        self._send = send
+        self.outbox: Outbox[Frame] = Outbox(capacity, max_bytes)
+        self.frames_accepted = 0
+        self._closed = False
+
+    @staticmethod
+    def framer_for(transfer_format: TransferFormat) -> Framer:
+        return TEXT_MESSAGES if transfer_format is TransferFormat.TEXT else BINARY_MESSAGES
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def receive_some(self) -> bytes:
+        if self._closed:
+            raise ConnectionClosed("the connection is closed")
+        message = await self._receive()
+        if message["type"] == "websocket.disconnect":
+            self._closed = True
+            self.outbox.close()
+            raise ConnectionClosed("the client closed the WebSocket")
+        if message.get("bytes") is not None:
+            return message["bytes"]
+        return (message.get("text") or "").encode()
+
+    def send_nowait(self, frame: Frame) -> None:
+        if self._closed:
+            return
+        self.frames_accepted += 1
+        self.outbox.put_nowait(frame, frame.size)
+
+    async def send(self, frame: Frame) -> None:
+        while True:
+            try:
+                return self.send_nowait(frame)
+            except trio.WouldBlock:
+                try:
+                    await self.outbox.wait_for_space()
+                except trio.ClosedResourceError:
+                    return
+
+    async def run_writer(self) -> None:
+        while not self.outbox.closed:
+            await self.outbox.wait_nonempty()
+            for run in data_runs(self.outbox.take_all()):
+                payload = b"".join(frame.payload for frame in run)
+                if not await self._write(run[0].opcode, payload):
+                    return
+            self.outbox.done()
+
+    async def _write(self, opcode: int, payload: bytes) -> bool:
+        if opcode == OPCODE_TEXT:
+            message = {"type": "websocket.send", "text": payload.decode()}
+        else:
+            message = {"type": "websocket.send", "bytes": payload}
+        try:
+            await self._send(message)
+        except Exception:  # hypercorn raises various errors once the client is gone
+            self.abort()
+            return False
+        return True
+
+    async def aclose(self, last_frame: Frame | None, timeout: float) -> None:
+        if self._closed:
+            return
+        with trio.move_on_after(timeout):
+            if last_frame is not None:
+                await self.send(last_frame)
+            await self.outbox.wait_empty()
+            try:
+                await self._send({"type": "websocket.close", "code": 1000})
+            except Exception:
+                pass
+        self.abort()
+
+    def abort(self, last_frame: Frame | None = None) -> None:
+        """ASGI cannot write without waiting, so ``last_frame`` is dropped; the
+        ASGI app returns and hypercorn closes the socket."""
+        self._closed = True
+        self.outbox.close()

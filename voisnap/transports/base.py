@@ -1,0 +1,47 @@
+"""What the hub layer needs from a transport (TransportProtocols.md).
+
+A transport moves bytes; it knows nothing of hubs. Every transport (voisnap's
+own WebSocket, the ASGI WebSocket, and later Server-Sent Events and long
+polling) offers the same small surface:
+
+- ``receive_some()``: the next hub-protocol bytes from the client;
+- ``send_nowait(frame)``: deliver or queue without waiting, ``trio.WouldBlock``
+  when the connection's outbox is full (a fan-out then evicts it);
+- ``send(frame)``: the same, waiting for room (a connection's own replies);
+- ``run_writer()``: the one task that drains the outbox;
+- ``aclose(last_frame, timeout)`` to close politely, ``abort(last_frame)`` to
+  close at once;
+- ``framer_for(format)``: how a hub record becomes this transport's frame.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ..protocol import TransferFormat
+from .frames import Frame, Framer
+
+
+class Transport(Protocol):
+    transfer_format: TransferFormat
+    """The formats this transport can carry: BINARY means text and binary."""
+
+    frames_accepted: int
+    """Frames taken by ``send_nowait`` so far (the keep-alive watches it)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def framer_for(self, transfer_format: TransferFormat) -> Framer: ...
+
+    async def receive_some(self) -> bytes: ...
+
+    def send_nowait(self, frame: Frame) -> None: ...
+
+    async def send(self, frame: Frame) -> None: ...
+
+    async def run_writer(self) -> None: ...
+
+    async def aclose(self, last_frame: Frame | None, timeout: float) -> None: ...
+
+    def abort(self, last_frame: Frame | None = None) -> None: ...
