@@ -42,7 +42,8 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         env = {**os.environ, **{f"VOISNAP_{k.upper()}": str(v) for k, v in self.settings.items()}}
-        env.pop("VOISNAP_JWT_SECRET", None) if "jwt_secret" not in self.settings else None
+        if "jwt_secret" not in self.settings:
+            env.pop("VOISNAP_JWT_SECRET", None)  # use the data dir's secret, as a user would
         command = [
             sys.executable, "-m", "voisnap", "serve",
             "--host", "127.0.0.1", "--port", str(self.requested_port),

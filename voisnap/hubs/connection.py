@@ -339,6 +339,11 @@ class HubConnection:
         self._set_close(message)
         self._serving.cancel()
 
+    def backlog_seconds(self) -> float:
+        """How long this connection has had messages the kernel would not take."""
+        since = self.transport.outbox.backlog_since
+        return 0.0 if since is None else trio.current_time() - since
+
     def evict_slow_consumer(self) -> None:
         """A fan-out found the outbox full: Close if the socket takes it now,
         then abort. Never waits (seen 000, "Backpressure": the slowest consumer

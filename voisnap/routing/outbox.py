@@ -36,6 +36,8 @@ class OutboxStatistics:
     capacity: int
     max_bytes: int
     closed: bool
+    backlog_since: float | None
+    """trio time at which the queue last went from empty to non-empty, if it is not empty."""
 
 
 class Outbox(Generic[T]):
@@ -47,6 +49,7 @@ class Outbox(Generic[T]):
         self._capacity = capacity
         self._max_bytes = max_bytes
         self._closed = False
+        self.backlog_since: float | None = None
         self._nonempty = trio.lowlevel.ParkingLot()
         self._space = trio.lowlevel.ParkingLot()
 
@@ -65,6 +68,7 @@ class Outbox(Generic[T]):
         self._items.append((item, size))
         self._bytes += size
         if count == 0:
+            self.backlog_since = trio.current_time()
             self._nonempty.unpark_all()
 
     @property
@@ -85,6 +89,8 @@ class Outbox(Generic[T]):
         """The writer handed its whole batch to the kernel."""
         self._in_flight = 0
         self._in_flight_bytes = 0
+        if not self._items:
+            self.backlog_since = None
         self._space.unpark_all()
 
     async def wait_nonempty(self) -> None:
@@ -124,4 +130,5 @@ class Outbox(Generic[T]):
             capacity=self._capacity,
             max_bytes=self._max_bytes,
             closed=self._closed,
+            backlog_since=self.backlog_since,
         )

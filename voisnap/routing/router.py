@@ -19,6 +19,7 @@ A member whose outbox is full is evicted after the pass, and nobody waits for it
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Collection
 from typing import Any, Protocol
 
@@ -63,6 +64,9 @@ class Recipient(Protocol):
     def evict_slow_consumer(self) -> None:
         """Close at once: the connection could not keep up with a fan-out."""
 
+    def backlog_seconds(self) -> float:
+        """How long the connection has been behind (its outbox not empty)."""
+
     def request_close(self, message: CloseMessage) -> None:
         """Close politely (send ``message``, then close the transport)."""
 
@@ -77,6 +81,8 @@ class RouterStatistics:
     messages_sent: int
     deliveries: int
     evictions: int
+    recent_eviction_backlog_seconds: tuple[float, ...]
+    """For the latest evictions: how long each connection had been behind."""
 
 
 class Router(Protocol):
@@ -115,6 +121,7 @@ class LocalRouter:
         self._messages_sent = 0
         self._deliveries = 0
         self._evictions = 0
+        self._eviction_backlogs: deque[float] = deque(maxlen=20)
 
     # -- membership ------------------------------------------------------------------------------
 
@@ -203,7 +210,10 @@ class LocalRouter:
         self._deliveries += delivered
         for connection in slow:
             self._evictions += 1
-            log.warning("evicting slow consumer %s", connection.connection_id)
+            backlog = connection.backlog_seconds()
+            self._eviction_backlogs.append(round(backlog, 3))
+            log.warning("evicting slow consumer %s (behind for %.3f s)",
+                        connection.connection_id, backlog)
             connection.evict_slow_consumer()
 
     # -- one connection --------------------------------------------------------------------------
@@ -233,4 +243,5 @@ class LocalRouter:
             messages_sent=self._messages_sent,
             deliveries=self._deliveries,
             evictions=self._evictions,
+            recent_eviction_backlog_seconds=tuple(self._eviction_backlogs),
         )

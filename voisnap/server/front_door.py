@@ -31,7 +31,7 @@ from ..transports.websockets import (
     refuse_upgrade,
     start_upgrade,
 )
-from .http import HttpError, parse_query, redact_query
+from .http import HttpError, client_address, parse_query, redact_query
 from .hub_server import HubServer
 from .hypercorn_bridge import HypercornBridge, PrefixedStream
 
@@ -145,6 +145,7 @@ class FrontDoor:
         return None
 
     async def _hub_websocket(self, sock: socket.socket, head: bytes, request: RequestHead) -> None:
+        peer = _peer_of(sock)
         ws = start_upgrade(head)
         if ws is None:
             # Not a valid upgrade after all: hypercorn gives the proper 400.
@@ -152,11 +153,11 @@ class FrontDoor:
         try:
             admission = self.hubs.admit(request.path, request.headers, parse_query(request.query))
         except HttpError as error:
-            self._log(request, error.status)
+            self._log(request, peer, error.status)
             await refuse_upgrade(sock, ws, error.status, error.text, error.headers)
             return _close_quietly(sock)
         await accept_upgrade(sock, ws)
-        self._log(request, 101)
+        self._log(request, peer, 101)
         transport = DirectWebSocket(
             sock, ws,
             capacity=self.settings.outbox_capacity,
@@ -164,11 +165,22 @@ class FrontDoor:
         )
         await self.hubs.serve(admission, transport)
 
-    def _log(self, request: RequestHead, status: int) -> None:
+    def _log(self, request: RequestHead, peer: str, status: int) -> None:
+        """One access-log line per upgrade, in the format of hypercorn's lines."""
         if self.settings.access_log:
             query = redact_query(request.query)
             target = request.path + (f"?{query}" if query else "")
-            access_log.info('"GET %s websocket" %d', target, status)
+            client = client_address(request.headers, peer, self.settings.proxy_headers)
+            agent = request.headers.get("user-agent", "-")
+            access_log.info('%s "GET %s websocket" %d - "%s"', client, target, status, agent)
+
+
+def _peer_of(sock: socket.socket) -> str:
+    try:
+        host, port = sock.getpeername()[:2]
+    except OSError:
+        return "-"
+    return f"{host}:{port}"
 
 
 def _trio_stream(sock: socket.socket) -> trio.SocketStream:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
@@ -33,15 +34,22 @@ def json_body(document: Any) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode()
 
 
-def redact_query(query: str) -> str:
-    """``access_token=...`` replaced by ``access_token=[redacted]``: tokens never reach logs."""
-    if "access_token" not in query:
-        return query
-    parts = []
-    for part in query.split("&"):
-        name, sep, _ = part.partition("=")
-        parts.append(f"{name}=[redacted]" if name == "access_token" and sep else part)
-    return "&".join(parts)
+_TOKEN_IN_QUERY = re.compile(r"(access_token=)[^&\s#]*")
+
+
+def redact_query(text: str) -> str:
+    """Every ``access_token=...`` value in ``text`` (a query string, a URL or a
+    request line) replaced by ``[redacted]``: tokens never reach logs."""
+    return _TOKEN_IN_QUERY.sub(r"\1[redacted]", text)
+
+
+def client_address(headers: Mapping[str, str], peer: str, trust_proxy: bool) -> str:
+    """Who made the request: the socket peer, or, behind a trusted reverse proxy
+    (``--proxy-headers``), the last address the proxy put in X-Forwarded-For."""
+    forwarded = headers.get("x-forwarded-for") if trust_proxy else None
+    if forwarded:
+        return forwarded.split(",")[-1].strip()
+    return peer
 
 
 def cors_headers(origin: str | None, allowed: Iterable[str]) -> list[tuple[str, str]]:

@@ -37,26 +37,36 @@ from hypercorn.typing import ConnectionState
 
 from ..asgi import ASGIApp
 from ..config import Settings
-from .http import redact_query
+from .http import client_address, header_map, redact_query
 
 
 class RedactingLogger(Logger):
     """hypercorn's logger, with ``access_token`` values and Authorization headers
-    removed from the access-log atoms: tokens never reach a log."""
+    removed from the access-log atoms: tokens never reach a log. Behind a
+    trusted proxy, the client address is the one the proxy forwarded."""
+
+    trust_proxy_headers = False
+
+    async def access(self, request: Any, response: Any, request_time: float) -> None:
+        if response is not None:  # hypercorn also calls this before a response exists
+            await super().access(request, response, request_time)
 
     def atoms(self, request: Any, response: Any, request_time: float) -> Mapping[str, str]:
         atoms = super().atoms(request, response, request_time)
         for key in ("q", "Uq", "R"):
             atoms[key] = redact_query(atoms[key])
+        headers = header_map(request["headers"])
+        atoms["h"] = client_address(headers, atoms["h"], self.trust_proxy_headers)
         atoms.pop("{authorization}i", None)
         return atoms
 
 
 def make_config(settings: Settings) -> Config:
     config = Config()
-    config.logger_class = RedactingLogger
+    config.logger_class = ProxyTrustingLogger if settings.proxy_headers else RedactingLogger
     # One access log for both doors, on stderr (stdout carries the "listening" line).
     config.accesslog = logging.getLogger("voisnap.access") if settings.access_log else None
+    config.access_log_format = '%(h)s "%(R)s" %(s)s %(b)s "%(a)s"'
     config.errorlog = "-"
     config.graceful_timeout = settings.shutdown_timeout
     config.h11_max_incomplete_size = settings.request_head_max_size
@@ -64,6 +74,10 @@ def make_config(settings: Settings) -> Config:
     config.certfile = settings.certfile
     config.keyfile = settings.keyfile
     return config
+
+
+class ProxyTrustingLogger(RedactingLogger):
+    trust_proxy_headers = True
 
 
 class HypercornBridge:

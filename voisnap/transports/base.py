@@ -19,12 +19,16 @@ from __future__ import annotations
 from typing import Protocol
 
 from ..protocol import TransferFormat
+from ..routing.outbox import Outbox
 from .frames import Frame, Framer
 
 
 class Transport(Protocol):
     transfer_format: TransferFormat
     """The formats this transport can carry: BINARY means text and binary."""
+
+    outbox: Outbox[Frame]
+    """What the kernel has not taken yet (``routing.outbox``)."""
 
     frames_accepted: int
     """Frames taken by ``send_nowait`` so far (the keep-alive watches it)."""

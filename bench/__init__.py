@@ -1,0 +1,1 @@
+"""Fan-out benchmarks: ``python -m bench --help``."""

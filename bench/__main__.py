@@ -1,0 +1,94 @@
+"""``python -m bench``: fan-out benchmarks, voisnap side by side with its peers.
+
+    python -m bench fanout                    # voisnap, websockets, python-socketio
+    python -m bench all --targets voisnap,websockets
+    python -m bench fanout --quick            # a few seconds: proves the harness works
+
+Every target runs the same scenario with the same Node load generator, one after
+the other, in one run. Results go to ``bench/results/<time>-<scenario>.json``
+and PNG plots beside it; a summary with voisnap's ratios to each peer is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from .harness import LoadGenerator, ServerUnderTest, peer_server, voisnap_server
+from .report import plot, summarize
+from .scenarios import SCENARIOS
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+FULL = {
+    "fanout": {"subscribers": 1000, "size": 200, "duration": 4.0,
+               "rates": [1, 2, 5, 10, 20, 40, 60, 80, 100, 120, 140, 160, 200, 250]},
+    "wide": {"subscribers": 5000, "size": 200, "duration": 8.0, "rate": 10},
+    "slow-consumer": {"subscribers": 1000, "stalled": 10, "size": 1000, "duration": 8.0,
+                      "rate": 50},
+}
+QUICK = {
+    "fanout": {"subscribers": 50, "size": 200, "duration": 1.0, "rates": [5, 20]},
+    "wide": {"subscribers": 200, "size": 200, "duration": 1.0, "rate": 10},
+    "slow-consumer": {"subscribers": 50, "stalled": 2, "size": 20000, "duration": 2.0,
+                      "rate": 100},
+}
+
+
+def main() -> None:
+    arguments = _parser().parse_args()
+    scenarios = list(SCENARIOS) if arguments.scenario == "all" else [arguments.scenario]
+    targets = arguments.targets.split(",")
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for scenario in scenarios:
+        options = dict((QUICK if arguments.quick else FULL)[scenario])
+        if arguments.subscribers:
+            options["subscribers"] = arguments.subscribers
+        result = {"scenario": scenario, "options": options, "targets": {}}
+        for target in targets:
+            result["targets"][target] = _run(scenario, target, options, arguments.workers)
+        path = RESULTS / f"{stamp}-{scenario}.json"
+        path.write_text(json.dumps(result, indent=2))
+        plot(result, path.with_suffix(""))
+        print(summarize(result))
+        print(f"results: {path}")
+
+
+def _run(scenario: str, target: str, options: dict, workers: int) -> dict:
+    with tempfile.TemporaryDirectory() as data_dir:
+        server = _server(target, Path(data_dir), scenario)
+        server.start()
+        load = LoadGenerator(workers)
+        try:
+            outcome = SCENARIOS[scenario](server, load, options)
+        finally:
+            load.close()
+            server.stop()
+        outcome["rss_samples"] = [(t, rss) for t, rss, _ in server.samples]
+        return outcome
+
+
+def _server(target: str, data_dir: Path, scenario: str) -> ServerUnderTest:
+    if target == "voisnap":
+        # The peers do not ping; neither should voisnap skew the idle scenario.
+        return voisnap_server(data_dir, {"max_message_size": str(64 * 1024)})
+    return peer_server(target)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    parser.add_argument("--targets", default="voisnap,websockets,socketio",
+                        help="comma-separated: voisnap, websockets, socketio")
+    parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--subscribers", type=int, default=0, help="override the scenario's N")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    return parser
+
+
+if __name__ == "__main__":
+    main()

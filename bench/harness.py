@@ -1,0 +1,270 @@
+"""The moving parts of a bench run: the server under test, the load generator,
+and the latency histogram.
+
+The server under test is started here (or reached at a URL), and sampled for CPU
+and RSS with psutil. The load generator is a few Node processes
+(``bench/loadgen/worker.mjs``) driven over stdin/stdout with JSON lines; Node
+parses a WebSocket frame in a few microseconds, where a Python client would be
+the bottleneck. Each worker measures its own CPU so that a run can show the load
+generator was not the limit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import queue
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import attrs
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKER = ROOT / "bench" / "loadgen" / "worker.mjs"
+LOG_RATIO = math.log(1.02)
+REPLY_TIMEOUT = 120.0
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# -- servers -------------------------------------------------------------------------------------
+
+
+@attrs.define
+class ServerUnderTest:
+    """A server process: voisnap, or a peer from bench/peers."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str] = attrs.Factory(dict)
+    process: subprocess.Popen | None = None
+    host: str = "127.0.0.1"
+    port: int = 0
+    token: str = ""
+    samples: list[tuple[float, int, float]] = attrs.Factory(list)  # (t, rss, cpu seconds)
+    _sampling: bool = False
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.process = subprocess.Popen(
+            self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+            env={**os.environ, **self.env}, cwd=ROOT, preexec_fn=_raise_fd_limit,
+        )
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=_pump, args=(self.process.stdout, lines), daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if "listening on" in line:
+                self.port = int(line.strip().rsplit(":", 1)[1])
+                self._start_sampling()
+                return
+        self.stop()
+        raise RuntimeError(f"{self.name} did not start")
+
+    def _start_sampling(self) -> None:
+        self._sampling = True
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        handle = psutil.Process(self.process.pid)
+        started = time.monotonic()
+        while self._sampling and self.process.poll() is None:
+            try:
+                cpu = handle.cpu_times()
+                self.samples.append(
+                    (time.monotonic() - started, handle.memory_info().rss, cpu.user + cpu.system)
+                )
+            except psutil.Error:
+                return
+            time.sleep(0.2)
+
+    def rss(self) -> int:
+        return psutil.Process(self.process.pid).memory_info().rss
+
+    def cpu_seconds(self) -> float:
+        cpu = psutil.Process(self.process.pid).cpu_times()
+        return cpu.user + cpu.system
+
+    def stop(self) -> None:
+        self._sampling = False
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def voisnap_server(data_dir: Path, settings: dict[str, str] | None = None) -> ServerUnderTest:
+    secret = "bench-secret-" + os.urandom(8).hex()
+    env = {"VOISNAP_JWT_SECRET": secret, **{f"VOISNAP_{k.upper()}": v for k, v in (settings or {}).items()}}
+    server = ServerUnderTest(
+        "voisnap",
+        [sys.executable, "-m", "voisnap", "serve", "--port", "0", "--data-dir", str(data_dir)],
+        env,
+    )
+    server.token = subprocess.run(
+        [sys.executable, "-m", "voisnap", "token", "--user", "bench", "--tenant", "bench",
+         "--ttl", "86400", "--data-dir", str(data_dir)],
+        env={**os.environ, **env}, cwd=ROOT, check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    return server
+
+
+def peer_server(name: str) -> ServerUnderTest:
+    module = {"websockets": "bench.peers.websockets_server", "socketio": "bench.peers.socketio_server"}
+    return ServerUnderTest(name, [sys.executable, "-m", module[name], "--port", "0"])
+
+
+def _pump(stream: Iterable[str], lines: queue.Queue[str]) -> None:
+    for line in stream:
+        lines.put(line)
+
+
+# -- the load generator --------------------------------------------------------------------------
+
+
+class Worker:
+    """One Node load-generator process."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            ["node", str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            cwd=ROOT, preexec_fn=_raise_fd_limit,
+        )
+        self._replies: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=_pump, args=(self.process.stdout, self._replies), daemon=True).start()
+
+    def send(self, **command: object) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+
+    def reply(self, event: str, timeout: float = REPLY_TIMEOUT) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no '{event}' from the load generator")
+            line = self._replies.get(timeout=remaining)
+            message = json.loads(line)
+            if message.get("event") == "error":
+                raise RuntimeError(f"load generator: {message['error']}")
+            if message.get("event") == event:
+                return message
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.send(cmd="quit")
+                self.process.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.process.kill()
+
+
+class LoadGenerator:
+    """``workers`` Node processes; worker 0 also holds the publisher."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = [Worker() for _ in range(workers)]
+
+    def connect(self, server: ServerUnderTest, target: str, subscribers: int, group: str) -> int:
+        common = {"target": target, "host": server.host, "port": server.port,
+                  "token": server.token, "group": group}
+        shares = _split(subscribers, len(self.workers))
+        for worker, share in zip(self.workers, shares):
+            worker.send(cmd="connect", count=share, **common)
+        connected = 0
+        for worker in self.workers:
+            reply = worker.reply("connected", timeout=300)
+            connected += reply["count"]
+            if reply["failed"]:
+                print(f"  {reply['failed']} subscribers failed to connect: {reply['error']}")
+        self.workers[0].send(cmd="publisher", **common)
+        self.workers[0].reply("publisher")
+        return connected
+
+    def begin(self) -> None:
+        for worker in self.workers:
+            worker.send(cmd="begin")
+        for worker in self.workers:
+            worker.reply("begun")
+
+    def publish(self, rate: float, duration: float, size: int) -> dict:
+        self.workers[0].send(cmd="publish", rate=rate, duration=duration, size=size)
+        return self.workers[0].reply("published", timeout=duration + 60)
+
+    def end(self, quiet_ms: int = 300, max_wait_ms: int = 5000) -> list[dict]:
+        for worker in self.workers:
+            worker.send(cmd="end", quiet_ms=quiet_ms, max_wait_ms=max_wait_ms)
+        return [worker.reply("step") for worker in self.workers]
+
+    def stall(self, count: int) -> None:
+        shares = _split(count, len(self.workers))
+        for worker, share in zip(self.workers, shares):
+            worker.send(cmd="stall", count=share)
+        for worker in self.workers:
+            worker.reply("stalled")
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+
+def _split(total: int, parts: int) -> list[int]:
+    return [total // parts + (1 if index < total % parts else 0) for index in range(parts)]
+
+
+# -- latency histograms --------------------------------------------------------------------------
+
+
+@attrs.frozen
+class Latency:
+    """Percentiles in milliseconds, from merged log-scale histograms (2% buckets)."""
+
+    p50: float
+    p95: float
+    p99: float
+    max: float
+
+    @classmethod
+    def from_reports(cls, reports: list[dict]) -> Latency:
+        merged: Counter[int] = Counter()
+        for report in reports:
+            merged.update({int(bucket): count for bucket, count in report["histogram"].items()})
+        maximum = max((report["max_us"] for report in reports), default=0) / 1000
+        return cls(
+            p50=_percentile(merged, 0.50),
+            p95=_percentile(merged, 0.95),
+            p99=_percentile(merged, 0.99),
+            max=maximum,
+        )
+
+
+def _percentile(histogram: Counter[int], fraction: float) -> float:
+    total = sum(histogram.values())
+    if not total:
+        return math.nan
+    rank = fraction * total
+    seen = 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= rank:
+            # the bucket's geometric middle, microseconds to milliseconds
+            return math.exp((bucket + 0.5) * LOG_RATIO) / 1000
+    return math.nan

@@ -1,0 +1,1 @@
+"""Peer servers for side-by-side runs: same load generator, same scenario."""

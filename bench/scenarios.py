@@ -1,0 +1,193 @@
+"""The three scenarios, each run against every target with the same load generator.
+
+- fanout: N subscribers in one group, ~200-byte payloads, a ramp of publish
+  rates; the figure of merit is the highest deliveries/s whose p99 < 100 ms.
+- wide: many connections, few broadcasts a second: latency, and server memory
+  per connection.
+- slow-consumer: some subscribers stop reading; how fast they are evicted, what
+  it does to everybody else's p99, and whether server memory stays flat.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.request
+from collections.abc import Callable
+
+import attrs
+from tqdm import tqdm
+
+from .harness import Latency, LoadGenerator, ServerUnderTest
+
+P99_TARGET_MS = 100.0
+GROUP = "bench"
+
+
+@attrs.frozen
+class Step:
+    rate: float
+    published: int
+    received: int
+    expected: int
+    seconds: float
+    latency: Latency
+    server_cpu: float
+    loadgen_cpu: float
+
+    @property
+    def deliveries_per_second(self) -> float:
+        return self.received / self.seconds if self.seconds else 0.0
+
+    @property
+    def lost(self) -> int:
+        return max(0, self.expected - self.received)
+
+    def as_dict(self) -> dict:
+        return {**attrs.asdict(self), "deliveries_per_second": self.deliveries_per_second,
+                "lost": self.lost}
+
+
+def run_step(
+    server: ServerUnderTest, load: LoadGenerator, subscribers: int, rate: float,
+    duration: float, size: int,
+) -> Step:
+    load.begin()
+    cpu_before = server.cpu_seconds()
+    published = load.publish(rate, duration, size)
+    reports = load.end()
+    open_subscribers = sum(report["open"] for report in reports)
+    return Step(
+        rate=rate,
+        published=published["count"],
+        received=sum(report["received"] for report in reports),
+        expected=published["count"] * min(subscribers, open_subscribers),
+        seconds=published["seconds"],
+        latency=Latency.from_reports(reports),
+        server_cpu=server.cpu_seconds() - cpu_before,
+        loadgen_cpu=sum(report["cpu_seconds"] for report in reports),
+    )
+
+
+def saturated(step: Step) -> bool:
+    """Past this point the server only falls further behind: stop the ramp."""
+    return step.latency.p99 > 10 * P99_TARGET_MS or step.lost > 0.1 * step.expected
+
+
+def fanout(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
+    subscribers = options["subscribers"]
+    connected = load.connect(server, server.name, subscribers, GROUP)
+    steps: list[Step] = []
+    for rate in tqdm(options["rates"], desc=f"fanout {server.name}", unit="step", leave=False):
+        step = run_step(server, load, connected, rate, options["duration"], options["size"])
+        steps.append(step)
+        if saturated(step):
+            break
+    passing = [s for s in steps if s.latency.p99 < P99_TARGET_MS and s.lost == 0]
+    best = max(passing, key=lambda s: s.deliveries_per_second, default=None)
+    return {
+        "connected": connected,
+        "steps": [s.as_dict() for s in steps],
+        "best_deliveries_per_second": best.deliveries_per_second if best else 0.0,
+        "best_step": best.as_dict() if best else None,
+        "server_cpu_us_per_delivery": _cpu_per_delivery(steps),
+    }
+
+
+def wide(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
+    rss_before = server.rss()
+    connected = load.connect(server, server.name, options["subscribers"], GROUP)
+    _wait_settled(server)
+    rss_connected = server.rss()
+    step = run_step(server, load, connected, options["rate"], options["duration"], options["size"])
+    return {
+        "connected": connected,
+        "step": step.as_dict(),
+        "rss_before": rss_before,
+        "rss_connected": rss_connected,
+        "rss_per_connection": (rss_connected - rss_before) / max(1, connected),
+    }
+
+
+def slow_consumer(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
+    subscribers, stalled = options["subscribers"], options["stalled"]
+    connected = load.connect(server, server.name, subscribers, GROUP)
+    baseline = run_step(server, load, connected, options["rate"], options["duration"], options["size"])
+    evictions_before = _evictions(server)
+    load.begin()
+    load.stall(stalled)
+    stalled_at = time.monotonic()
+    rss_at_stall = server.rss()
+    published = load.publish(options["rate"], options["duration"], options["size"])
+    reports = load.end()
+    evicted_after = _wait_evictions(server, evictions_before + stalled, timeout=5.0)
+    healthy = connected - stalled
+    others = Latency.from_reports(reports)
+    return {
+        "connected": connected,
+        "baseline": baseline.as_dict(),
+        "with_stalled": {
+            "published": published["count"],
+            "received": sum(r["received"] for r in reports),
+            "latency": attrs.asdict(others),
+            "p99_ratio_to_baseline": others.p99 / baseline.latency.p99,
+            "expected_for_healthy": published["count"] * healthy,
+        },
+        "evicted": None if evicted_after is None else evicted_after["count"] - evictions_before,
+        "seconds_from_stall_to_evictions": None if evicted_after is None
+        else evicted_after["at"] - stalled_at,
+        "eviction_backlog_seconds": evicted_after["backlog"] if evicted_after else None,
+        "rss_at_stall": rss_at_stall,
+        "rss_at_end": server.rss(),
+    }
+
+
+def _cpu_per_delivery(steps: list[Step]) -> float:
+    cpu = sum(s.server_cpu for s in steps)
+    deliveries = sum(s.received for s in steps)
+    return 1e6 * cpu / deliveries if deliveries else math.nan
+
+
+def _stats(server: ServerUnderTest) -> dict | None:
+    if server.name != "voisnap":
+        return None
+    with urllib.request.urlopen(f"http://{server.host}:{server.port}/stats", timeout=5) as reply:
+        return json.load(reply)
+
+
+def _evictions(server: ServerUnderTest) -> int:
+    stats = _stats(server)
+    return 0 if stats is None else stats["hubs"]["/hubs/playground"]["evictions"]
+
+
+def _wait_evictions(server: ServerUnderTest, count: int, timeout: float) -> dict | None:
+    """Poll voisnap's /stats until ``count`` evictions (peers do not evict)."""
+    if server.name != "voisnap":
+        return None
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = _stats(server)["hubs"]["/hubs/playground"]
+        if stats["evictions"] >= count or time.monotonic() > deadline:
+            return {"count": stats["evictions"], "at": time.monotonic(),
+                    "backlog": stats.get("recent_eviction_backlog_seconds")}
+        time.sleep(0.05)
+
+
+def _wait_settled(server: ServerUnderTest, quiet: float = 1.0, timeout: float = 30.0) -> None:
+    """Wait until the server's CPU use settles after a connection storm."""
+    deadline = time.monotonic() + timeout
+    last = server.cpu_seconds()
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = server.cpu_seconds()
+        if now - last < 0.05 * quiet:
+            return
+        last = now
+
+
+SCENARIOS: dict[str, Callable[[ServerUnderTest, LoadGenerator, dict], dict]] = {
+    "fanout": fanout,
+    "wide": wide,
+    "slow-consumer": slow_consumer,
+}
