@@ -24,17 +24,25 @@ from .scenarios import SCENARIOS
 RESULTS = Path(__file__).resolve().parent / "results"
 
 FULL = {
-    "fanout": {"subscribers": 1000, "size": 200, "duration": 4.0,
-               "rates": [1, 2, 5, 10, 20, 40, 60, 80, 100, 120, 140, 160, 200, 250]},
+    "fanout": {
+        "subscribers": 1000,
+        "size": 200,
+        "duration": 4.0,
+        "rates": [1, 2, 5, 10, 20, 40, 60, 80, 100, 120, 140, 160, 200, 250],
+    },
     "wide": {"subscribers": 5000, "size": 200, "duration": 8.0, "rate": 10},
-    "slow-consumer": {"subscribers": 1000, "stalled": 10, "size": 1000, "duration": 8.0,
-                      "rate": 50},
+    "slow-consumer": {
+        "subscribers": 1000,
+        "stalled": 10,
+        "size": 1000,
+        "duration": 8.0,
+        "rate": 50,
+    },
 }
 QUICK = {
     "fanout": {"subscribers": 50, "size": 200, "duration": 1.0, "rates": [5, 20]},
     "wide": {"subscribers": 200, "size": 200, "duration": 1.0, "rate": 10},
-    "slow-consumer": {"subscribers": 50, "stalled": 2, "size": 20000, "duration": 2.0,
-                      "rate": 100},
+    "slow-consumer": {"subscribers": 50, "stalled": 2, "size": 20000, "duration": 2.0, "rate": 100},
 }
 
 
@@ -82,8 +90,11 @@ def _server(target: str, data_dir: Path, scenario: str) -> ServerUnderTest:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
-    parser.add_argument("--targets", default="voisnap,websockets,socketio",
-                        help="comma-separated: voisnap, websockets, socketio")
+    parser.add_argument(
+        "--targets",
+        default="voisnap,websockets,socketio",
+        help="comma-separated: voisnap, websockets, socketio",
+    )
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--subscribers", type=int, default=0, help="override the scenario's N")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")

@@ -34,7 +34,7 @@ REPLY_TIMEOUT = 120.0
 
 
 def _raise_fd_limit() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
@@ -57,8 +57,13 @@ class ServerUnderTest:
 
     def start(self, timeout: float = 30.0) -> None:
         self.process = subprocess.Popen(
-            self.command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-            env={**os.environ, **self.env}, cwd=ROOT, preexec_fn=_raise_fd_limit,
+            self.command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, **self.env},
+            cwd=ROOT,
+            preexec_fn=_raise_fd_limit,
         )
         lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=_pump, args=(self.process.stdout, lines), daemon=True).start()
@@ -112,22 +117,44 @@ class ServerUnderTest:
 
 def voisnap_server(data_dir: Path, settings: dict[str, str] | None = None) -> ServerUnderTest:
     secret = "bench-secret-" + os.urandom(8).hex()
-    env = {"VOISNAP_JWT_SECRET": secret, **{f"VOISNAP_{k.upper()}": v for k, v in (settings or {}).items()}}
+    env = {
+        "VOISNAP_JWT_SECRET": secret,
+        **{f"VOISNAP_{k.upper()}": v for k, v in (settings or {}).items()},
+    }
     server = ServerUnderTest(
         "voisnap",
         [sys.executable, "-m", "voisnap", "serve", "--port", "0", "--data-dir", str(data_dir)],
         env,
     )
     server.token = subprocess.run(
-        [sys.executable, "-m", "voisnap", "token", "--user", "bench", "--tenant", "bench",
-         "--ttl", "86400", "--data-dir", str(data_dir)],
-        env={**os.environ, **env}, cwd=ROOT, check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "voisnap",
+            "token",
+            "--user",
+            "bench",
+            "--tenant",
+            "bench",
+            "--ttl",
+            "86400",
+            "--data-dir",
+            str(data_dir),
+        ],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     return server
 
 
 def peer_server(name: str) -> ServerUnderTest:
-    module = {"websockets": "bench.peers.websockets_server", "socketio": "bench.peers.socketio_server"}
+    module = {
+        "websockets": "bench.peers.websockets_server",
+        "socketio": "bench.peers.socketio_server",
+    }
     return ServerUnderTest(name, [sys.executable, "-m", module[name], "--port", "0"])
 
 
@@ -144,11 +171,17 @@ class Worker:
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
-            ["node", str(WORKER)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-            cwd=ROOT, preexec_fn=_raise_fd_limit,
+            ["node", str(WORKER)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+            preexec_fn=_raise_fd_limit,
         )
         self._replies: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=_pump, args=(self.process.stdout, self._replies), daemon=True).start()
+        threading.Thread(
+            target=_pump, args=(self.process.stdout, self._replies), daemon=True
+        ).start()
 
     def send(self, **command: object) -> None:
         assert self.process.stdin is not None
@@ -184,10 +217,15 @@ class LoadGenerator:
         self.workers = [Worker() for _ in range(workers)]
 
     def connect(self, server: ServerUnderTest, target: str, subscribers: int, group: str) -> int:
-        common = {"target": target, "host": server.host, "port": server.port,
-                  "token": server.token, "group": group}
+        common = {
+            "target": target,
+            "host": server.host,
+            "port": server.port,
+            "token": server.token,
+            "group": group,
+        }
         shares = _split(subscribers, len(self.workers))
-        for worker, share in zip(self.workers, shares):
+        for worker, share in zip(self.workers, shares, strict=True):
             worker.send(cmd="connect", count=share, **common)
         connected = 0
         for worker in self.workers:
@@ -216,7 +254,7 @@ class LoadGenerator:
 
     def stall(self, count: int) -> None:
         shares = _split(count, len(self.workers))
-        for worker, share in zip(self.workers, shares):
+        for worker, share in zip(self.workers, shares, strict=True):
             worker.send(cmd="stall", count=share)
         for worker in self.workers:
             worker.reply("stalled")

@@ -45,13 +45,20 @@ class Step:
         return max(0, self.expected - self.received)
 
     def as_dict(self) -> dict:
-        return {**attrs.asdict(self), "deliveries_per_second": self.deliveries_per_second,
-                "lost": self.lost}
+        return {
+            **attrs.asdict(self),
+            "deliveries_per_second": self.deliveries_per_second,
+            "lost": self.lost,
+        }
 
 
 def run_step(
-    server: ServerUnderTest, load: LoadGenerator, subscribers: int, rate: float,
-    duration: float, size: int,
+    server: ServerUnderTest,
+    load: LoadGenerator,
+    subscribers: int,
+    rate: float,
+    duration: float,
+    size: int,
 ) -> Step:
     load.begin()
     cpu_before = server.cpu_seconds()
@@ -113,7 +120,9 @@ def wide(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
 def slow_consumer(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
     subscribers, stalled = options["subscribers"], options["stalled"]
     connected = load.connect(server, server.name, subscribers, GROUP)
-    baseline = run_step(server, load, connected, options["rate"], options["duration"], options["size"])
+    baseline = run_step(
+        server, load, connected, options["rate"], options["duration"], options["size"]
+    )
     evictions_before = _evictions(server)
     load.begin()
     load.stall(stalled)
@@ -135,7 +144,8 @@ def slow_consumer(server: ServerUnderTest, load: LoadGenerator, options: dict) -
             "expected_for_healthy": published["count"] * healthy,
         },
         "evicted": None if evicted_after is None else evicted_after["count"] - evictions_before,
-        "seconds_from_stall_to_evictions": None if evicted_after is None
+        "seconds_from_stall_to_evictions": None
+        if evicted_after is None
         else evicted_after["at"] - stalled_at,
         "eviction_backlog_seconds": evicted_after["backlog"] if evicted_after else None,
         "rss_at_stall": rss_at_stall,
@@ -169,8 +179,11 @@ def _wait_evictions(server: ServerUnderTest, count: int, timeout: float) -> dict
     while True:
         stats = _stats(server)["hubs"]["/hubs/playground"]
         if stats["evictions"] >= count or time.monotonic() > deadline:
-            return {"count": stats["evictions"], "at": time.monotonic(),
-                    "backlog": stats.get("recent_eviction_backlog_seconds")}
+            return {
+                "count": stats["evictions"],
+                "at": time.monotonic(),
+                "backlog": stats.get("recent_eviction_backlog_seconds"),
+            }
         time.sleep(0.05)
 
 

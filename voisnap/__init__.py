@@ -1,9 +1,26 @@
-"""voisnap: a SignalR-compatible real-time hub server for AI-agent applications, on trio."""
+"""voisnap: a SignalR-compatible real-time hub server for AI-agent applications, on trio.
 
-from .apps import create_app
-from .config import Settings
-from .errors import HubError
-from .hubs.hub import Hub
-from .server.hub_server import HubServer
+The public API is imported lazily, so that ``import voisnap.protocol`` (sans-IO)
+does not pull in trio, hypercorn or pyjwt.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __all__ = ["Hub", "HubError", "HubServer", "Settings", "create_app"]
+
+_HOMES = {
+    "Hub": "voisnap.hubs.hub",
+    "HubError": "voisnap.errors",
+    "HubServer": "voisnap.server.hub_server",
+    "Settings": "voisnap.config",
+    "create_app": "voisnap.apps",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module 'voisnap' has no attribute {name!r}")
+    return getattr(importlib.import_module(_HOMES[name]), name)

@@ -7,9 +7,9 @@ text and its ``VOISNAP_<NAME>`` variable, so the three never disagree.
 from __future__ import annotations
 
 import argparse
-from functools import partial
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 import attrs
@@ -44,8 +44,13 @@ def _add_setting(parser: argparse.ArgumentParser, field: attrs.Attribute) -> Non
     help_text = f"{field.metadata['help']} (${env_name(field.name)}; default: {field.default!r})"
     flag = flag_name(field.name)
     if field.type in ("bool", bool):
-        parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction,
-                            default=None, help=help_text)
+        parser.add_argument(
+            flag,
+            dest=field.name,
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help=help_text,
+        )
     elif field.name == "cors_origins":
         parser.add_argument(flag, dest=field.name, action="append", default=None, help=help_text)
     else:
@@ -68,7 +73,8 @@ def _serve(settings: Settings) -> int:
     from .server.runner import serve
 
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr,
+        level=logging.INFO,
+        stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     hubs = create_app(settings)

@@ -56,7 +56,9 @@ class Settings:
     client_timeout: float = setting(
         30.0, "seconds without hearing from a client (after its first Ping) before closing it"
     )
-    handshake_timeout: float = setting(15.0, "seconds a new connection has to complete its handshake")
+    handshake_timeout: float = setting(
+        15.0, "seconds a new connection has to complete its handshake"
+    )
     disconnect_timeout: float = setting(
         15.0, "seconds a negotiated connection token stays valid before a transport uses it"
     )
@@ -102,7 +104,9 @@ def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
-def settings_from(overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+def settings_from(
+    overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None
+) -> Settings:
     """Settings from command-line ``overrides`` (None = not given), then the
     environment, then the defaults."""
     environ = os.environ if environ is None else environ

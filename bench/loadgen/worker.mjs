@@ -123,7 +123,10 @@ function end({ quiet_ms = 300, max_wait_ms = 5000 }) {
   const asked = Date.now();
   const check = () => {
     const now = Date.now();
-    if (now - state.lastReceiveAt >= quiet_ms || now - asked >= max_wait_ms) {
+    // Quiet since both the last delivery and the question: a slow publish rate
+    // leaves long gaps that must not be mistaken for the end.
+    const quietFor = now - Math.max(state.lastReceiveAt, asked);
+    if (quietFor >= quiet_ms || now - asked >= max_wait_ms) {
       const cpu = process.cpuUsage(state.cpuAtBegin);
       reply({
         event: "step",

@@ -108,7 +108,11 @@ class ServerProcess:
         return f"{self.url}/hubs/{hub}"
 
     def token(
-        self, user: str = "alice", tenant: str = "acme", roles: Iterable[str] = (), ttl: float = 3600
+        self,
+        user: str = "alice",
+        tenant: str = "acme",
+        roles: Iterable[str] = (),
+        ttl: float = 3600,
     ) -> str:
         """A token from the real ``voisnap token`` command (same data dir, same secret)."""
         command = [

@@ -32,7 +32,6 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 
-
 def camel_case(name: str) -> str:
     """``tokens_used`` -> ``tokensUsed``: the seeds' (and ASP.NET's) payload names."""
     head, *rest = name.split("_")
@@ -45,7 +44,7 @@ class BindingError(Exception):
 
 def _strict(kind: type, name: str) -> typing.Callable[[Any, Any], Any]:
     def structure(value: Any, _: Any) -> Any:
-        if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
             raise BindingError(f"expected {name}, got {type(value).__name__}")
         return value
 
@@ -120,7 +119,9 @@ def make_converter() -> cattrs.Converter:
     converter.register_unstructure_hook_factory(
         attrs.has,
         lambda cls: make_dict_unstructure_fn(
-            cls, converter, **{f.name: override(rename=camel_case(f.name)) for f in attrs.fields(cls)}
+            cls,
+            converter,
+            **{f.name: override(rename=camel_case(f.name)) for f in attrs.fields(cls)},
         ),
     )
     converter.register_unstructure_hook(enum.Enum, lambda member: member.value)

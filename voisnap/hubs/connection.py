@@ -140,9 +140,11 @@ class HubConnection:
         except Exception as error:
             log.exception("on_connected failed for %s", self.connection_id)
             # ASP.NET: Close with the error and no allowReconnect.
-            self._set_close(CloseMessage(
-                error=error_text(CLOSED_WITH_ERROR, error, self.settings.detailed_errors)
-            ))
+            self._set_close(
+                CloseMessage(
+                    error=error_text(CLOSED_WITH_ERROR, error, self.settings.detailed_errors)
+                )
+            )
             return error
         async with trio.open_nursery() as work:
             invocations = Invocations(
@@ -247,9 +249,11 @@ class HubConnection:
             # The text names the peer's mistake, never our internals, so it is
             # always shown. ASP.NET allows a reconnect after a protocol error.
             log.info("protocol error on %s: %s", self.connection_id, error)
-            self._set_close(CloseMessage(
-                error=f"{CLOSED_WITH_ERROR} InvalidDataException: {error}", allow_reconnect=True
-            ))
+            self._set_close(
+                CloseMessage(
+                    error=f"{CLOSED_WITH_ERROR} InvalidDataException: {error}", allow_reconnect=True
+                )
+            )
             return error
         finally:
             self._reading = False
@@ -262,11 +266,13 @@ class HubConnection:
             return await self._receive_or_none()
         with trio.move_on_after(self.settings.client_timeout):
             return await self._receive_or_none()
-        self.request_close(CloseMessage(
-            error=f"{CLOSED_WITH_ERROR} The client sent nothing for "
-            f"{self.settings.client_timeout:g} seconds.",
-            allow_reconnect=True,
-        ))
+        self.request_close(
+            CloseMessage(
+                error=f"{CLOSED_WITH_ERROR} The client sent nothing for "
+                f"{self.settings.client_timeout:g} seconds.",
+                allow_reconnect=True,
+            )
+        )
         raise ConnectionClosed("client timeout")
 
     async def _receive_or_none(self) -> bytes | None:

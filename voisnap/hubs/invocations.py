@@ -142,8 +142,11 @@ class Invocations:
             self._close_uploads(message.stream_ids)
             return await self._complete_error(
                 message.invocation_id,
-                error_text(f"Failed to invoke '{target}' due to an error on the server.",
-                           error, self._detailed),
+                error_text(
+                    f"Failed to invoke '{target}' due to an error on the server.",
+                    error,
+                    self._detailed,
+                ),
             )
         except HubError as error:
             self._close_uploads(message.stream_ids)
@@ -155,14 +158,17 @@ class Invocations:
         finally:
             self._close_uploads(message.stream_ids)
         if message.invocation_id:
-            await self._send(CompletionMessage.with_result(message.invocation_id, unstructure(result)))
+            await self._send(
+                CompletionMessage.with_result(message.invocation_id, unstructure(result))
+            )
 
     async def _method_failed(self, message: InvocationMessage, error: Exception) -> None:
         if not isinstance(error, HubError):
             log.exception("hub method %r failed", message.target)
         text = error_text(
             f"An unexpected error occurred invoking '{message.target}' on the server.",
-            error, self._detailed,
+            error,
+            self._detailed,
         )
         await self._complete_error(message.invocation_id, text)
 
@@ -199,21 +205,27 @@ class Invocations:
         try:
             arguments = self._bind(method, message)
         except BindingError as error:
-            return error_text(f"Failed to invoke '{message.target}' due to an error on the server.",
-                              error, self._detailed)
+            return error_text(
+                f"Failed to invoke '{message.target}' due to an error on the server.",
+                error,
+                self._detailed,
+            )
         except HubError as error:
             return _unexpected(message.target, error)
         try:
             async with aclosing(method.function(self._create_hub(), *arguments)) as items:
                 async for item in items:
                     await self._send(
-                        StreamItemMessage(invocation_id=message.invocation_id, item=unstructure(item))
+                        StreamItemMessage(
+                            invocation_id=message.invocation_id, item=unstructure(item)
+                        )
                     )
         except Exception as error:
             if not isinstance(error, HubError):
                 log.exception("streaming hub method %r failed", message.target)
-            return error_text("An error occurred on the server while streaming results.",
-                              error, self._detailed)
+            return error_text(
+                "An error occurred on the server while streaming results.", error, self._detailed
+            )
         return None
 
     def cancel(self, invocation_id: str) -> None:
@@ -264,18 +276,25 @@ class Invocations:
             return None
         return method
 
-    async def _fail_resolution(self, message: InvocationMessage | StreamInvocationMessage,
-                               *, streaming: bool) -> None:
+    async def _fail_resolution(
+        self, message: InvocationMessage | StreamInvocationMessage, *, streaming: bool
+    ) -> None:
         method = self._methods.get(methods_key(message.target))
         if method is None:
-            text = (f"Failed to invoke '{message.target}' due to an error on the server. "
-                    "HubException: Method does not exist.")
+            text = (
+                f"Failed to invoke '{message.target}' due to an error on the server. "
+                "HubException: Method does not exist."
+            )
         elif streaming:
-            text = (f"The client attempted to invoke the non-streaming '{message.target}' "
-                    "method with a streaming invocation.")
+            text = (
+                f"The client attempted to invoke the non-streaming '{message.target}' "
+                "method with a streaming invocation."
+            )
         else:
-            text = (f"The client attempted to invoke the streaming '{message.target}' "
-                    "method with a non-streaming invocation.")
+            text = (
+                f"The client attempted to invoke the streaming '{message.target}' "
+                "method with a non-streaming invocation."
+            )
         await self._complete_error(message.invocation_id, text)
 
     def _open_uploads(self, message: InvocationMessage | StreamInvocationMessage) -> None:
@@ -287,7 +306,9 @@ class Invocations:
             item_type = item_types[index] if index < len(item_types) else Any
             self._uploads[stream_id] = UploadStream(item_type, self._stream_capacity)
 
-    def _bind(self, method: HubMethod, message: InvocationMessage | StreamInvocationMessage) -> list:
+    def _bind(
+        self, method: HubMethod, message: InvocationMessage | StreamInvocationMessage
+    ) -> list:
         """Bind the arguments, with the upload streams in their places."""
         streams = method.stream_parameters
         if len(message.stream_ids) != len(streams):

@@ -76,7 +76,9 @@ class HubMethod:
                 f"but target expects {len(expected)}."
             )
         try:
-            return [structure(value, p.annotation) for value, p in zip(arguments, expected)]
+            return [
+                structure(value, p.annotation) for value, p in zip(arguments, expected, strict=True)
+            ]
         except BindingError as error:
             raise BindingError(
                 "Error binding arguments. Make sure that the types of the provided values "

@@ -132,7 +132,7 @@ class HubProtocolConnection:
             self._transfer_format is TransferFormat.TEXT
         ):
             raise RemoteProtocolError(
-                f"Cannot use the '{request.protocol}' protocol on the current transport. "
+                f"Cannot use the '{protocol.name}' protocol on the current transport. "
                 "The transport does not support 'Binary' transfer format."
             )
         return protocol

@@ -49,6 +49,8 @@ class Field:
     kind: type | tuple[type, ...]
     required: bool = False
     kind_name: str = "String"
+    keep_empty: bool = False
+    """Write "" rather than omit it (Close's error: an empty error is still one)."""
 
 
 _OPTIONAL_ID = Field("invocationId", "invocation_id", str)
@@ -72,7 +74,7 @@ FIELDS: dict[MessageType, tuple[type, tuple[Field, ...]]] = {
     MessageType.CLOSE: (
         CloseMessage,
         (
-            Field("error", "error", str),
+            Field("error", "error", str, keep_empty=True),
             Field("allowReconnect", "allow_reconnect", bool, kind_name="Boolean"),
         ),
     ),
@@ -89,9 +91,7 @@ def _read_field(document: dict[str, Any], field: Field) -> Any:
         return None
     is_bool = isinstance(value, bool)
     if not isinstance(value, field.kind) or (is_bool and field.kind is not bool):
-        raise RemoteProtocolError(
-            f"Expected '{field.wire_name}' to be of type {field.kind_name}."
-        )
+        raise RemoteProtocolError(f"Expected '{field.wire_name}' to be of type {field.kind_name}.")
     return value
 
 
@@ -110,6 +110,8 @@ def _message_type(document: dict[str, Any]) -> MessageType:
 def _build(message_type: MessageType, document: dict[str, Any]) -> HubMessage:
     cls, fields = FIELDS[message_type]
     values = {field.name: _read_field(document, field) for field in fields}
+    if "headers" in attrs.fields_dict(cls):
+        values["headers"] = _headers(document.get("headers"))
     match message_type:
         case MessageType.INVOCATION | MessageType.STREAM_INVOCATION:
             values["arguments"] = tuple(values["arguments"])
@@ -119,11 +121,11 @@ def _build(message_type: MessageType, document: dict[str, Any]) -> HubMessage:
                 raise RemoteProtocolError("Missing required property 'item'.")
             values["item"] = document["item"]
         case MessageType.COMPLETION:
-            return _completion(values["invocation_id"], document)
+            return attrs.evolve(
+                _completion(values["invocation_id"], document), headers=values["headers"]
+            )
         case MessageType.CLOSE:
             values["allow_reconnect"] = bool(values["allow_reconnect"])
-    if "headers" in attrs.fields_dict(cls):
-        values["headers"] = _headers(document.get("headers"))
     if message_type is MessageType.INVOCATION:
         # An empty id means "non-blocking" too (pysignalr sends one for uploads).
         values["invocation_id"] = values["invocation_id"] or None
@@ -166,7 +168,10 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=_json_default)
+# allow_nan=False: NaN and Infinity are not JSON, and JSON.parse rejects them.
+_encoder = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_json_default
+)
 MESSAGE_TYPES: dict[type, MessageType] = {cls: tag for tag, (cls, _) in FIELDS.items()}
 
 
@@ -179,7 +184,7 @@ def _document(message: HubMessage) -> dict[str, Any]:
         document["headers"] = headers
     for field in FIELDS[message_type][1]:
         value = getattr(message, field.name)
-        if field.required or value:
+        if field.required or value or (field.keep_empty and value == ""):
             document[field.wire_name] = list(value) if isinstance(value, tuple) else value
     match message:
         case StreamItemMessage():

@@ -61,15 +61,19 @@ class Outbox(Generic[T]):
         """
         if self._closed:
             raise trio.ClosedResourceError("the outbox is closed")
-        count = len(self._items) + self._in_flight
-        held = self._bytes + self._in_flight_bytes
-        if count >= self._capacity or (count and held + size > self._max_bytes):
+        if not self._fits(size):
             raise trio.WouldBlock
+        if self.empty:
+            self.backlog_since = trio.current_time()
+        if not self._items:
+            self._nonempty.unpark_all()  # the writer may be parked, even mid-batch
         self._items.append((item, size))
         self._bytes += size
-        if count == 0:
-            self.backlog_since = trio.current_time()
-            self._nonempty.unpark_all()
+
+    def _fits(self, size: int) -> bool:
+        count = len(self._items) + self._in_flight
+        held = self._bytes + self._in_flight_bytes
+        return count < self._capacity and (count == 0 or held + size <= self._max_bytes)
 
     @property
     def empty(self) -> bool:
@@ -98,9 +102,9 @@ class Outbox(Generic[T]):
         if not self._items and not self._closed:
             await self._nonempty.park()
 
-    async def wait_for_space(self) -> None:
-        """Block until one more item fits; ClosedResourceError once closed."""
-        while len(self._items) + self._in_flight >= self._capacity and not self._closed:
+    async def wait_for_space(self, size: int) -> None:
+        """Block until an item of ``size`` bytes fits; ClosedResourceError once closed."""
+        while not self._fits(size) and not self._closed:
             await self._space.park()
         if self._closed:
             raise trio.ClosedResourceError("the outbox is closed")
@@ -115,6 +119,7 @@ class Outbox(Generic[T]):
         self._closed = True
         self._items.clear()
         self._bytes = 0
+        self.backlog_since = None
         self._nonempty.unpark_all()
         self._space.unpark_all()
 

@@ -94,14 +94,23 @@ class Router(Protocol):
         self, key: GroupKey, message: HubMessage, exclude: Collection[str] = ()
     ) -> None: ...
 
-    async def send_connection(self, tenant_id: str, connection_id: str, message: HubMessage) -> None: ...
+    async def send_connection(
+        self, tenant_id: str, connection_id: str, message: HubMessage
+    ) -> None: ...
 
     async def add_to_group(self, tenant_id: str, connection_id: str, key: GroupKey) -> None: ...
 
-    async def remove_from_group(self, tenant_id: str, connection_id: str, key: GroupKey) -> None: ...
+    async def remove_from_group(
+        self, tenant_id: str, connection_id: str, key: GroupKey
+    ) -> None: ...
 
     async def invoke_connection(
-        self, tenant_id: str, connection_id: str, target: str, arguments: tuple[Any, ...], timeout: float
+        self,
+        tenant_id: str,
+        connection_id: str,
+        target: str,
+        arguments: tuple[Any, ...],
+        timeout: float,
     ) -> Any: ...
 
     async def close_user_connections(
@@ -155,7 +164,7 @@ class LocalRouter:
         self._join(connection, key)
 
     async def remove_from_group(self, tenant_id: str, connection_id: str, key: GroupKey) -> None:
-        connection = self._find(tenant_id, connection_id)
+        self._find(tenant_id, connection_id)
         members = self._members.get(key)
         if members is not None and members.pop(connection_id, None) is not None:
             self._keys_of[connection_id].discard(key)
@@ -178,7 +187,9 @@ class LocalRouter:
     ) -> None:
         self.deliver(self._members.get(key), SerializedMessage(message), exclude)
 
-    async def send_connection(self, tenant_id: str, connection_id: str, message: HubMessage) -> None:
+    async def send_connection(
+        self, tenant_id: str, connection_id: str, message: HubMessage
+    ) -> None:
         connection = self._connections.get(connection_id)
         if connection is not None and connection.tenant_id == tenant_id:
             self.deliver({connection_id: connection}, SerializedMessage(message))
@@ -212,14 +223,20 @@ class LocalRouter:
             self._evictions += 1
             backlog = connection.backlog_seconds()
             self._eviction_backlogs.append(round(backlog, 3))
-            log.warning("evicting slow consumer %s (behind for %.3f s)",
-                        connection.connection_id, backlog)
+            log.warning(
+                "evicting slow consumer %s (behind for %.3f s)", connection.connection_id, backlog
+            )
             connection.evict_slow_consumer()
 
     # -- one connection --------------------------------------------------------------------------
 
     async def invoke_connection(
-        self, tenant_id: str, connection_id: str, target: str, arguments: tuple[Any, ...], timeout: float
+        self,
+        tenant_id: str,
+        connection_id: str,
+        target: str,
+        arguments: tuple[Any, ...],
+        timeout: float,
     ) -> Any:
         connection = self._find(tenant_id, connection_id)
         return await connection.invoke_client(target, arguments, timeout)

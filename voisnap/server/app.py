@@ -61,7 +61,10 @@ class VoisnapApp:
             status, content_type, body, extra = self._route(scope, headers)
         except HttpError as error:
             status, content_type, body, extra = (
-                error.status, "text/plain; charset=utf-8", error.text.encode(), error.headers
+                error.status,
+                "text/plain; charset=utf-8",
+                error.text.encode(),
+                error.headers,
             )
         await _respond(send, status, content_type, body, [*extra, *cors])
 
@@ -86,11 +89,16 @@ class VoisnapApp:
         if origin is None or origin not in self.settings.cors_origins:
             raise HttpError(403, f"CORS: origin '{origin}' is not allowed.")
         requested = headers.get("access-control-request-headers", PREFLIGHT_HEADERS)
-        return 204, "text/plain", b"", [
-            ("access-control-allow-methods", "GET, POST, DELETE, OPTIONS"),
-            ("access-control-allow-headers", requested),
-            ("access-control-max-age", "600"),
-        ]
+        return (
+            204,
+            "text/plain",
+            b"",
+            [
+                ("access-control-allow-methods", "GET, POST, DELETE, OPTIONS"),
+                ("access-control-allow-headers", requested),
+                ("access-control-max-age", "600"),
+            ],
+        )
 
     def _hub_request(self, method: str, query: dict[str, str]) -> tuple[int, str, bytes, list]:
         """A non-WebSocket request to a hub path (TransportProtocols.md): only
@@ -116,7 +124,8 @@ class VoisnapApp:
             return await _deny(scope, send, error)
         await send({"type": "websocket.accept"})
         transport = AsgiWebSocket(
-            receive, send,
+            receive,
+            send,
             capacity=self.settings.outbox_capacity,
             max_bytes=self.settings.outbox_max_bytes,
         )
@@ -154,6 +163,7 @@ async def _deny(scope: Scope, send: Send, error: HttpError) -> None:
         return
     headers: list[Any] = [(b"content-type", b"text/plain; charset=utf-8")]
     headers += [(n.encode(), v.encode()) for n, v in error.headers]
-    await send({"type": "websocket.http.response.start", "status": error.status, "headers": headers})
+    await send(
+        {"type": "websocket.http.response.start", "status": error.status, "headers": headers}
+    )
     await send({"type": "websocket.http.response.body", "body": error.text.encode()})
-

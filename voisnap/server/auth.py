@@ -32,7 +32,9 @@ class TokenAuthority:
         self._secret = secret
         self._algorithm = algorithm
 
-    def issue(self, user_id: str, tenant_id: str, roles: Iterable[str] = (), ttl: float = 3600) -> str:
+    def issue(
+        self, user_id: str, tenant_id: str, roles: Iterable[str] = (), ttl: float = 3600
+    ) -> str:
         claims = {
             "sub": user_id,
             "tid": tenant_id,

@@ -159,7 +159,8 @@ class FrontDoor:
         await accept_upgrade(sock, ws)
         self._log(request, peer, 101)
         transport = DirectWebSocket(
-            sock, ws,
+            sock,
+            ws,
             capacity=self.settings.outbox_capacity,
             max_bytes=self.settings.outbox_max_bytes,
         )

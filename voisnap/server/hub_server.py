@@ -62,8 +62,9 @@ class HubServer:
     def mount(self, path: str, hub_class: type, services: Any = None) -> HubEndpoint:
         """Serve ``hub_class`` at ``path`` (``/hubs/chat``): one line per hub."""
         path = "/" + path.strip("/")
-        endpoint = HubEndpoint(path=path, hub_class=hub_class, settings=self.settings,
-                               services=services)
+        endpoint = HubEndpoint(
+            path=path, hub_class=hub_class, settings=self.settings, services=services
+        )
         self.endpoints[path] = endpoint
         return endpoint
 
@@ -81,16 +82,17 @@ class HubServer:
     def authenticate(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Principal:
         token = token_from(headers, query)
         if token is None:
-            raise HttpError(401, "An access token is required.",
-                            [("www-authenticate", "Bearer")])
+            raise HttpError(401, "An access token is required.", [("www-authenticate", "Bearer")])
         try:
             return self.authority.verify(token)
         except AuthenticationError as error:
-            raise HttpError(401, str(error),
-                            [("www-authenticate", 'Bearer error="invalid_token"')]) from None
+            raise HttpError(
+                401, str(error), [("www-authenticate", 'Bearer error="invalid_token"')]
+            ) from None
 
-    def negotiate(self, path: str, headers: Mapping[str, str],
-                  query: Mapping[str, str]) -> dict[str, Any]:
+    def negotiate(
+        self, path: str, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> dict[str, Any]:
         """TransportProtocols.md, "POST [endpoint-base]/negotiate"."""
         endpoint = self._endpoint_or_404(path)
         principal = self.authenticate(headers, query)
@@ -176,5 +178,8 @@ def _negotiate_version(raw: str | None) -> int | str:
     except ValueError:
         return "The client requested a non-integer protocol version."
     if version < 0:
-        return f"The client requested version '{version}', but the server does not support this version."
+        return (
+            f"The client requested version '{version}', "
+            "but the server does not support this version."
+        )
     return min(version, 1)

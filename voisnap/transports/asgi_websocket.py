@@ -76,7 +76,7 @@ class AsgiWebSocket:
                 return self.send_nowait(frame)
             except trio.WouldBlock:
                 try:
-                    await self.outbox.wait_for_space()
+                    await self.outbox.wait_for_space(frame.size)
                 except trio.ClosedResourceError:
                     return
 

@@ -178,7 +178,7 @@ class DirectWebSocket:
                 return self.send_nowait(frame)
             except trio.WouldBlock:
                 try:
-                    await self.outbox.wait_for_space()
+                    await self.outbox.wait_for_space(frame.size)
                 except trio.ClosedResourceError:
                     return  # closed while waiting: the message has nowhere to go
 
@@ -342,6 +342,6 @@ async def send_all(sock: socket.socket, data: bytes) -> None:
     view = memoryview(data)
     while view:
         try:
-            view = view[sock.send(view):]
+            view = view[sock.send(view) :]
         except BlockingIOError:
             await trio.lowlevel.wait_writable(sock)
