@@ -158,9 +158,19 @@ class Invocations:
         finally:
             self._close_uploads(message.stream_ids)
         if message.invocation_id:
+            await self._send_result(message, result)
+
+    async def _send_result(self, message: InvocationMessage, result: Any) -> None:
+        """The result Completion; an error one if the result cannot be encoded
+        (a set, NaN...). Encoding happens before anything is written, so the
+        client never sees half a message."""
+        assert message.invocation_id is not None
+        try:
             await self._send(
                 CompletionMessage.with_result(message.invocation_id, unstructure(result))
             )
+        except (TypeError, ValueError) as error:
+            await self._method_failed(message, error)
 
     async def _method_failed(self, message: InvocationMessage, error: Exception) -> None:
         if not isinstance(error, HubError):
