@@ -14,6 +14,7 @@ Routes:
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 from ..asgi import Receive, Scope, Send
@@ -21,6 +22,7 @@ from ..transports.asgi_websocket import AsgiWebSocket
 from .connections import NO_CONNECTION
 from .http import HttpError, cors_headers, header_map, json_body, parse_query
 from .hub_server import HubServer
+from .hypercorn_bridge import SOCKET_STATE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +130,14 @@ class VoisnapApp:
             send,
             capacity=self.settings.outbox_capacity,
             max_bytes=self.settings.outbox_max_bytes,
+            sock=_socket_of(scope),
         )
         await self.hubs.serve(admission, transport)
+
+
+def _socket_of(scope: Scope) -> socket.socket | None:
+    handle = scope.get("state", {}).get(SOCKET_STATE_KEY)
+    return None if handle is None else handle.socket
 
 
 async def _read_body(receive: Receive) -> bytes:

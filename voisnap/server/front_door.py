@@ -18,6 +18,7 @@ TLS in a proxy in front of voisnap when fan-out speed matters).
 
 from __future__ import annotations
 
+import enum
 import errno
 import logging
 import socket
@@ -29,10 +30,11 @@ from ..transports.websockets import (
     DirectWebSocket,
     accept_upgrade,
     refuse_upgrade,
+    send_all,
     start_upgrade,
 )
 from .http import HttpError, client_address, parse_query, redact_query
-from .hub_server import HubServer
+from .hub_server import Admission, HubServer
 from .hypercorn_bridge import HypercornBridge, PrefixedStream
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,19 @@ HEAD_END = b"\r\n\r\n"
 # or memory: wait a moment and go on, as trio.serve_listeners does.
 ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 ACCEPT_BACKOFF = 0.1
+HEAD_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\n"
+    b"content-length: 32\r\nconnection: close\r\n\r\nThe request head is too large.\r\n"
+)
+
+
+class Outcome(enum.Enum):
+    NOT_A_HUB_UPGRADE = "hand the connection to hypercorn"
+    REFUSED = "answered with an error and closed"
+
+
+NOT_A_HUB_UPGRADE = Outcome.NOT_A_HUB_UPGRADE
+REFUSED = Outcome.REFUSED
 
 
 @attrs.frozen
@@ -110,27 +125,28 @@ class FrontDoor:
             stream = trio.SSLStream(
                 _trio_stream(sock), self._ssl_context, server_side=True, https_compatible=True
             )
-            return await self.bridge.serve_connection(stream)
+            return await self.bridge.serve_connection(stream, sock)
         head = await self._read_head(sock)
         if head is None:
             return _close_quietly(sock)
-        request = RequestHead.parse(head)
-        if (
-            request is not None
-            and request.is_websocket_upgrade
-            and self.hubs.endpoint_for(request.path) is not None
-        ):
-            return await self._hub_websocket(sock, head, request)
-        await self.bridge.serve_connection(PrefixedStream(_trio_stream(sock), head))
+        if _head_size(head) > self.settings.request_head_max_size:
+            await send_all(sock, HEAD_TOO_LARGE)
+            return _close_quietly(sock)
+        outcome = await self._hub_websocket(sock, head)
+        if outcome is NOT_A_HUB_UPGRADE:
+            stream = PrefixedStream(_trio_stream(sock), head)
+            del head  # this frame lives as long as the connection: keep it small
+            await self.bridge.serve_connection(stream, sock)
+        elif outcome is not REFUSED:
+            del head
+            await self.hubs.serve(*outcome)
 
     async def _read_head(self, sock: socket.socket) -> bytes | None:
         """Everything received up to the end of the request head (and perhaps a
         little after it); None if the client sent nothing usable in time."""
         buffer = bytearray()
         with trio.move_on_after(self.settings.request_head_timeout):
-            while HEAD_END not in buffer:
-                if len(buffer) > self.settings.request_head_max_size:
-                    break  # hypercorn answers 431 for an oversize head
+            while HEAD_END not in buffer and len(buffer) <= self.settings.request_head_max_size:
                 try:
                     await trio.lowlevel.wait_readable(sock)
                     chunk = sock.recv(RECEIVE_SIZE)
@@ -144,18 +160,28 @@ class FrontDoor:
             return bytes(buffer)
         return None
 
-    async def _hub_websocket(self, sock: socket.socket, head: bytes, request: RequestHead) -> None:
-        peer = _peer_of(sock)
+    async def _hub_websocket(
+        self, sock: socket.socket, head: bytes
+    ) -> tuple[Admission, DirectWebSocket] | Outcome:
+        """Admit and accept a WebSocket upgrade to a hub, on voisnap's own path."""
+        request = RequestHead.parse(head)
+        if (
+            request is None
+            or not request.is_websocket_upgrade
+            or self.hubs.endpoint_for(request.path) is None
+        ):
+            return NOT_A_HUB_UPGRADE
         ws = start_upgrade(head)
         if ws is None:
-            # Not a valid upgrade after all: hypercorn gives the proper 400.
-            return await self.bridge.serve_connection(PrefixedStream(_trio_stream(sock), head))
+            return NOT_A_HUB_UPGRADE  # not a valid upgrade after all: hypercorn answers 400
+        peer = _peer_of(sock)
         try:
             admission = self.hubs.admit(request.path, request.headers, parse_query(request.query))
         except HttpError as error:
             self._log(request, peer, error.status)
             await refuse_upgrade(sock, ws, error.status, error.text, error.headers)
-            return _close_quietly(sock)
+            _close_quietly(sock)
+            return REFUSED
         await accept_upgrade(sock, ws)
         self._log(request, peer, 101)
         transport = DirectWebSocket(
@@ -164,7 +190,7 @@ class FrontDoor:
             capacity=self.settings.outbox_capacity,
             max_bytes=self.settings.outbox_max_bytes,
         )
-        await self.hubs.serve(admission, transport)
+        return admission, transport
 
     def _log(self, request: RequestHead, peer: str, status: int) -> None:
         """One access-log line per upgrade, in the format of hypercorn's lines."""
@@ -174,6 +200,12 @@ class FrontDoor:
             client = client_address(request.headers, peer, self.settings.proxy_headers)
             agent = request.headers.get("user-agent", "-")
             access_log.info('%s "GET %s websocket" %d - "%s"', client, target, status, agent)
+
+
+def _head_size(received: bytes) -> int:
+    """The length of the request head in ``received`` (all of it if it has no end)."""
+    end = received.find(HEAD_END)
+    return len(received) if end < 0 else end + len(HEAD_END)
 
 
 def _peer_of(sock: socket.socket) -> str:

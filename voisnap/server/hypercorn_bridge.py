@@ -22,6 +22,7 @@ If hypercorn changes any of these, ``tests/transports/test_front_door.py`` fails
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +39,19 @@ from hypercorn.typing import ConnectionState
 from ..asgi import ASGIApp
 from ..config import Settings
 from .http import client_address, header_map, redact_query
+
+SOCKET_STATE_KEY = "voisnap.socket"
+
+
+class SocketHandle:
+    """A connection's socket in its ASGI state. Middleware may deep-copy a scope
+    (hypercorn's ProxyFixMiddleware does); the socket must survive as itself."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket = sock
+
+    def __deepcopy__(self, memo: dict) -> SocketHandle:
+        return self
 
 
 class RedactingLogger(Logger):
@@ -100,12 +114,16 @@ class HypercornBridge:
         await nursery.start(self._lifespan.handle_lifespan)
         await self._lifespan.wait_for_startup()
 
-    async def serve_connection(self, stream: trio.abc.Stream) -> None:
-        """Serve one HTTP connection until it closes."""
-        server = TCPServer(
-            self._app, self.config, self._context, ConnectionState(self._state.copy()), stream
-        )
-        await server.run()
+    async def serve_connection(self, stream: trio.abc.Stream, sock: socket.socket) -> None:
+        """Serve one HTTP connection until it closes.
+
+        ``sock`` goes into the connection's ASGI ``state`` (hypercorn copies that
+        dict into every scope of the connection) as ``voisnap.socket``: hypercorn
+        shields its writes, so an app that must cut off a stalled client shuts
+        the socket down itself.
+        """
+        state = ConnectionState({**self._state, SOCKET_STATE_KEY: SocketHandle(sock)})
+        await TCPServer(self._app, self.config, self._context, state, stream).run()
 
     async def stop(self) -> None:
         """Tell keep-alive connections to close, then run the lifespan shutdown."""

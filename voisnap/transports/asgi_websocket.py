@@ -11,6 +11,9 @@ as the write in progress returns.
 
 from __future__ import annotations
 
+import socket
+import struct
+
 import trio
 
 from ..asgi import Receive, Send
@@ -18,6 +21,8 @@ from ..errors import ConnectionClosed
 from ..protocol import TransferFormat
 from ..routing.outbox import Outbox
 from .frames import OPCODE_BINARY, OPCODE_TEXT, Frame, Framer, data_runs
+
+LINGER_ABORT = struct.pack("ii", 1, 0)
 
 
 class PlainFramer:
@@ -37,9 +42,18 @@ BINARY_MESSAGES = PlainFramer(OPCODE_BINARY)
 class AsgiWebSocket:
     transfer_format = TransferFormat.BINARY
 
-    def __init__(self, receive: Receive, send: Send, *, capacity: int, max_bytes: int) -> None:
+    def __init__(
+        self,
+        receive: Receive,
+        send: Send,
+        *,
+        capacity: int,
+        max_bytes: int,
+        sock: socket.socket | None = None,
+    ) -> None:
         self._receive = receive
         self._send = send
+        self._sock = sock  # the TCP socket under hypercorn, to cut off a stalled client
         self.outbox: Outbox[Frame] = Outbox(capacity, max_bytes)
         self.frames_accepted = 0
         self._closed = False
