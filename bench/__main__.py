@@ -31,18 +31,28 @@ FULL = {
         "rates": [1, 2, 5, 10, 20, 40, 60, 80, 100, 120, 140, 160, 200, 250],
     },
     "wide": {"subscribers": 5000, "size": 200, "duration": 8.0, "rate": 10},
+    # Large payloads, so that the stalled clients' kernel buffers (about 5 MiB
+    # on loopback) fill in seconds rather than minutes.
     "slow-consumer": {
         "subscribers": 1000,
         "stalled": 10,
-        "size": 1000,
-        "duration": 8.0,
-        "rate": 50,
+        "size": 8000,
+        "rate": 40,
+        "baseline_duration": 8.0,
+        "duration": 25.0,
     },
 }
 QUICK = {
     "fanout": {"subscribers": 50, "size": 200, "duration": 1.0, "rates": [5, 20]},
     "wide": {"subscribers": 200, "size": 200, "duration": 1.0, "rate": 10},
-    "slow-consumer": {"subscribers": 50, "stalled": 2, "size": 20000, "duration": 2.0, "rate": 100},
+    "slow-consumer": {
+        "subscribers": 50,
+        "stalled": 2,
+        "size": 30000,
+        "rate": 100,
+        "baseline_duration": 1.0,
+        "duration": 4.0,
+    },
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -121,16 +122,17 @@ def slow_consumer(server: ServerUnderTest, load: LoadGenerator, options: dict) -
     subscribers, stalled = options["subscribers"], options["stalled"]
     connected = load.connect(server, server.name, subscribers, GROUP)
     baseline = run_step(
-        server, load, connected, options["rate"], options["duration"], options["size"]
+        server, load, connected, options["rate"], options["baseline_duration"], options["size"]
     )
     evictions_before = _evictions(server)
     load.begin()
+    watch = EvictionWatch(server, evictions_before + stalled)
     load.stall(stalled)
-    stalled_at = time.monotonic()
+    watch.start()
     rss_at_stall = server.rss()
     published = load.publish(options["rate"], options["duration"], options["size"])
     reports = load.end()
-    evicted_after = _wait_evictions(server, evictions_before + stalled, timeout=5.0)
+    evicted_after = watch.result(timeout=5.0)
     healthy = connected - stalled
     others = Latency.from_reports(reports)
     return {
@@ -146,7 +148,7 @@ def slow_consumer(server: ServerUnderTest, load: LoadGenerator, options: dict) -
         "evicted": None if evicted_after is None else evicted_after["count"] - evictions_before,
         "seconds_from_stall_to_evictions": None
         if evicted_after is None
-        else evicted_after["at"] - stalled_at,
+        else evicted_after["after"],
         "eviction_backlog_seconds": evicted_after["backlog"] if evicted_after else None,
         "rss_at_stall": rss_at_stall,
         "rss_at_end": server.rss(),
@@ -171,20 +173,47 @@ def _evictions(server: ServerUnderTest) -> int:
     return 0 if stats is None else stats["hubs"]["/hubs/playground"]["evictions"]
 
 
-def _wait_evictions(server: ServerUnderTest, count: int, timeout: float) -> dict | None:
-    """Poll voisnap's /stats until ``count`` evictions (peers do not evict)."""
-    if server.name != "voisnap":
-        return None
-    deadline = time.monotonic() + timeout
-    while True:
-        stats = _stats(server)["hubs"]["/hubs/playground"]
-        if stats["evictions"] >= count or time.monotonic() > deadline:
+class EvictionWatch:
+    """Polls voisnap's /stats from the moment of the stall until ``count``
+    evictions have happened (peers do not evict, so they report None)."""
+
+    def __init__(self, server: ServerUnderTest, count: int) -> None:
+        self._server = server
+        self._count = count
+        self._outcome: dict | None = None
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+        if self._server.name == "voisnap":
+            self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            stats = _stats(self._server)["hubs"]["/hubs/playground"]
+            if stats["evictions"] >= self._count:
+                self._outcome = {
+                    "count": stats["evictions"],
+                    "after": time.monotonic() - self._started,
+                    "backlog": stats["recent_eviction_backlog_seconds"],
+                }
+                return
+            time.sleep(0.05)
+
+    def result(self, timeout: float) -> dict | None:
+        if self._server.name != "voisnap":
+            return None
+        self._thread.join(timeout)
+        self._stop.set()
+        if self._outcome is None:
+            stats = _stats(self._server)["hubs"]["/hubs/playground"]
             return {
                 "count": stats["evictions"],
-                "at": time.monotonic(),
-                "backlog": stats.get("recent_eviction_backlog_seconds"),
+                "after": None,
+                "backlog": stats["recent_eviction_backlog_seconds"],
             }
-        time.sleep(0.05)
+        return self._outcome
 
 
 def _wait_settled(server: ServerUnderTest, quiet: float = 1.0, timeout: float = 30.0) -> None:

@@ -223,7 +223,7 @@ async def test_group_send_evicts_slow_consumer(autojump_clock):
             await assert_received(fast, number)
 
         with trio.fail_after(10):
-            await slow.connection.finished.wait()
+            await slow.finished.wait()
         assert slow.transport.aborted
         last = slow.transport.last_frame
         assert last is not None

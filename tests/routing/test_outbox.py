@@ -3,8 +3,9 @@
 Seed 000, "Backpressure" (100 events per connection, then the slow consumer is
 dropped); STYLE.md habit 4 and the trio vocabulary (``put_nowait`` raising
 ``trio.WouldBlock``, ``wait_*``, ``statistics()``). Covered: both caps, in-flight
-accounting through ``take_all``/``done``, the three waiters waking (and not waking
-early), ``close()``. Waiting tests run on pytest-trio's ``autojump_clock``, so a
+accounting through ``take_all``/``done``, the writer started only while there is
+a backlog (and never two at once), the waiters waking (and not waking early),
+``close()``. Waiting tests run on pytest-trio's ``autojump_clock``, so a
 waiter that never wakes fails at the ``trio.fail_after`` ceiling in virtual time.
 """
 
@@ -154,39 +155,67 @@ async def test_outbox_backlog_since_spans_batches_until_the_outbox_drains(
 # -- waiters ---------------------------------------------------------------------------------------
 
 
-async def test_outbox_wait_nonempty_returns_at_once_when_items_are_queued(
+class RecordingWriter:
+    """A transport's ``write_batch`` that records batches and can be held up."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.release = trio.Event()
+        self.blocking = False
+        self.running = 0
+        self.most_running = 0
+
+    async def __call__(self, batch: list[str]) -> None:
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            self.batches.append(batch)
+            if self.blocking:
+                await self.release.wait()
+            await trio.lowlevel.checkpoint()
+        finally:
+            self.running -= 1
+
+
+async def test_outbox_starts_a_writer_only_when_items_are_queued(
     autojump_clock: MockClock,
 ) -> None:
-    outbox: Outbox[str] = Outbox(capacity=3, max_bytes=100)
-    outbox.put_nowait("a", 1)
-    with trio.fail_after(CEILING):
-        await outbox.wait_nonempty()
-
-
-async def test_outbox_wait_nonempty_wakes_on_put(autojump_clock: MockClock) -> None:
-    outbox: Outbox[str] = Outbox(capacity=3, max_bytes=100)
+    writer = RecordingWriter()
+    outbox: Outbox[str] = Outbox(capacity=10, max_bytes=100)
     with trio.fail_after(CEILING):
         async with trio.open_nursery() as nursery:
-            waiter = Waiter(nursery, outbox.wait_nonempty)
+            outbox.start_writer(nursery, writer)
             await wait_all_tasks_blocked()
-            assert not waiter.finished.is_set()
+            assert writer.batches == []
+            assert len(nursery.child_tasks) == 0  # an idle outbox costs no task
             outbox.put_nowait("a", 1)
-            await waiter.finished.wait()
+            outbox.put_nowait("b", 1)
+            await outbox.wait_empty()
+            await wait_all_tasks_blocked()
+            assert len(nursery.child_tasks) == 0  # the writer ended with the backlog
+    assert writer.batches == [["a", "b"]]
+    assert outbox.empty
+    assert outbox.backlog_since is None
 
 
-async def test_outbox_wait_nonempty_wakes_on_put_while_a_batch_is_in_flight(
+async def test_outbox_writer_takes_items_queued_while_it_writes(
     autojump_clock: MockClock,
 ) -> None:
-    outbox: Outbox[str] = Outbox(capacity=3, max_bytes=100)
-    outbox.put_nowait("a", 1)
-    outbox.take_all()  # "a" is being written; done() has not been called
+    writer = RecordingWriter()
+    writer.blocking = True
+    outbox: Outbox[str] = Outbox(capacity=10, max_bytes=100)
     with trio.fail_after(CEILING):
         async with trio.open_nursery() as nursery:
-            waiter = Waiter(nursery, outbox.wait_nonempty)
+            outbox.start_writer(nursery, writer)
+            outbox.put_nowait("a", 1)
             await wait_all_tasks_blocked()
-            assert not waiter.finished.is_set()
-            outbox.put_nowait("b", 1)
-            await waiter.finished.wait()
+            assert writer.batches == [["a"]]  # "a" is being written
+            outbox.put_nowait("b", 1)  # in flight, so no second writer starts
+            outbox.put_nowait("c", 1)
+            writer.release.set()
+            await outbox.wait_empty()
+    assert writer.batches == [["a"], ["b", "c"]]
+    assert writer.most_running == 1
 
 
 async def test_outbox_wait_for_space_wakes_when_done_frees_capacity(
@@ -288,16 +317,14 @@ async def test_outbox_close_wakes_every_waiter(autojump_clock: MockClock) -> Non
     idle: Outbox[str] = Outbox(capacity=1, max_bytes=100)
     with trio.fail_after(CEILING):
         async with trio.open_nursery() as nursery:
-            nonempty = Waiter(nursery, idle.wait_nonempty)
             space = Waiter(nursery, partial(full.wait_for_space, 1))
             empty = Waiter(nursery, full.wait_empty)
             await wait_all_tasks_blocked()
-            assert not any(w.finished.is_set() for w in (nonempty, space, empty))
+            assert not any(w.finished.is_set() for w in (space, empty))
             idle.close()
             full.close()
-            for waiter in (nonempty, space, empty):
+            for waiter in (space, empty):
                 await waiter.finished.wait()
-    assert nonempty.error is None
     assert isinstance(space.error, trio.ClosedResourceError)
     assert empty.error is None
 
@@ -308,7 +335,6 @@ async def test_outbox_waiters_return_at_once_after_close(autojump_clock: MockClo
     outbox.take_all()
     outbox.close()
     with trio.fail_after(CEILING):
-        await outbox.wait_nonempty()
         await outbox.wait_empty()
         with pytest.raises(trio.ClosedResourceError):
             await outbox.wait_for_space(1)

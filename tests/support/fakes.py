@@ -26,7 +26,7 @@ import itertools
 import json
 import math
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -36,6 +36,7 @@ from voisnap.config import Settings
 from voisnap.errors import ConnectionClosed
 from voisnap.hubs.connection import HubConnection
 from voisnap.hubs.endpoint import HubEndpoint
+from voisnap.hubs.heartbeat import run_heartbeat
 from voisnap.principal import Principal
 from voisnap.protocol import (
     CompletionMessage,
@@ -74,6 +75,7 @@ class MemoryTransport:
         self.outbox: Outbox[Frame] = Outbox(capacity, max_bytes)
         self.frames_accepted = 0
         self.aborted = False
+        self.on_closed: Callable[[], None] | None = None
         self.last_frame: Frame | None = None
         """The frame handed to ``aclose``/``abort`` (the Close the server attempted)."""
         self._closed = False
@@ -105,19 +107,21 @@ class MemoryTransport:
                 return self.send_nowait(frame)
             except trio.WouldBlock:
                 try:
-                    await self.outbox.wait_for_space()
+                    await self.outbox.wait_for_space(frame.size)
                 except trio.ClosedResourceError:
                     return
 
-    async def run_writer(self) -> None:
+    def start(self, nursery: trio.Nursery) -> None:
+        self.outbox.start_writer(nursery, self._write_batch)
+
+    async def _write_batch(self, frames: list[Frame]) -> None:
         try:
-            while not self.outbox.closed:
-                await self.outbox.wait_nonempty()
-                for frame in self.outbox.take_all():
-                    await self._to_client.send(frame.data)
-                self.outbox.done()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass  # the client stopped reading, or the transport was aborted
+            for frame in frames:
+                await self._to_client.send(frame.data)
+        except trio.BrokenResourceError:
+            self.abort()  # the client is gone, as a socket write would find out
+        except trio.ClosedResourceError:
+            pass  # the transport was closed
 
     async def aclose(self, last_frame: Frame | None, timeout: float) -> None:
         if self._closed:
@@ -145,6 +149,8 @@ class MemoryTransport:
         self.outbox.close()
         self._to_client.close()  # the client reads what was delivered, then EOF
         self._incoming.close()  # wakes a pending receive_some
+        if self.on_closed is not None:
+            self.on_closed()
 
 
 class ServerClosed(Exception):
@@ -186,6 +192,8 @@ class TestClient:
             endpoint=endpoint, transport=self.transport, principal=principal
         )
         self.timeout = timeout
+        self.finished = trio.Event()
+        """Set once the server's side of the connection has ended."""
         self.unread: deque[HubMessage] = deque()
         self._framing = TextFraming(max_message_size=1 << 30)
         self._protocol = JsonHubProtocol()
@@ -346,11 +354,19 @@ class TestClient:
 
     # -- ending ----------------------------------------------------------------------------------
 
+    async def run_server_side(self) -> None:
+        try:
+            await self.connection.run()
+        finally:
+            self.finished.set()
+
     async def stop(self) -> None:
-        """Leave (end of the client's byte stream) and wait for the server to finish."""
+        """Leave (the client closes its end both ways, as closing a socket does)
+        and wait for the server to finish."""
         self.transport.to_server.close()
+        self.transport.from_server.close()
         with trio.fail_after(self.timeout):
-            await self.connection.finished.wait()
+            await self.finished.wait()
 
 
 @asynccontextmanager
@@ -368,9 +384,12 @@ async def connect(
     endpoint = hub if isinstance(hub, HubEndpoint) else make_endpoint(hub, settings)
     client = TestClient(endpoint, principal, client_buffer=client_buffer)
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(client.connection.run)
+        nursery.start_soon(client.run_server_side)
+        # The server's heartbeat (keep-alive, client timeout, expiry), for this connection.
+        nursery.start_soon(run_heartbeat, lambda: [client.connection], endpoint.settings)
         if handshake:
             response = await client.handshake()
             assert response == {}, response
         yield client
         await client.stop()
+        nursery.cancel_scope.cancel()

@@ -38,6 +38,9 @@ class _Waiter:
 class ClientResults:
     """The client results one connection is waiting for."""
 
+    # one per connection: slots keep idle connections small
+    __slots__ = ("_ids", "_waiting")
+
     def __init__(self, ids: itertools.count) -> None:
         self._ids = ids  # shared by a hub's connections: "s1", "s2", ... as in ASP.NET
         self._waiting: dict[str, _Waiter] = {}

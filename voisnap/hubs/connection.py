@@ -5,13 +5,15 @@ Theory of operation
 -------------------
 ``run()`` owns one nursery per connection. In it:
 
-- the transport's writer drains the outbox (started first, so the handshake
-  response can be written);
 - the reader (``_read_loop``) feeds the sans-IO ``HubProtocolConnection`` and
-  hands each message to the ``Dispatcher``;
-- the keep-alive sends a Ping when nothing was sent for a while;
-- the expiry watch closes the connection when its access token expires;
-- the invocation queue runs hub methods; streams run in tasks of their own.
+  hands each message to the ``Dispatcher``; it is the connection's only
+  long-lived task;
+- hub methods run in tasks started when invocations arrive (one at a time for
+  plain invocations, by default), and end when they return;
+- the transport's writer runs only while its outbox holds a backlog.
+
+Keep-alive Pings, the client timeout and token expiry are not tasks: the
+server's heartbeat (``hubs.heartbeat``) calls ``tick`` about once a second.
 
 The order is ASP.NET's: handshake (bounded by ``handshake_timeout``), join the
 router, ``on_connected``, read until the client leaves or the server closes,
@@ -29,7 +31,9 @@ Three ways to end, one of which is synchronous:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import time
 import uuid
 from typing import Any
@@ -62,6 +66,8 @@ from .invocations import Invocations, error_text
 
 log = logging.getLogger(__name__)
 
+PING_MESSAGE = SerializedMessage(PING)  # one Ping, serialized once per wire for every connection
+
 SLOW_CONSUMER = "Server closed the connection: the client was too slow to read its messages."
 TOKEN_EXPIRED = "Server closed the connection: the access token expired."
 SHUTTING_DOWN = "Server is shutting down."
@@ -74,6 +80,34 @@ def new_connection_id() -> str:
 
 
 class HubConnection:
+    # one per connection: slots keep idle connections small
+    __slots__ = (
+        "_client_results",
+        "_client_timeout_armed",
+        "_close_message",
+        "_ended",
+        "_expires_at",
+        "_failure",
+        "_frames_received",
+        "_heard_at",
+        "_protocol",
+        "_quiet_since",
+        "_reading",
+        "_received_seen",
+        "_sent_seen",
+        "_serving",
+        "_stop_requested",
+        "connection_id",
+        "endpoint",
+        "items",
+        "principal",
+        "settings",
+        "tenant_id",
+        "transport",
+        "user_id",
+        "wire",
+    )
+
     def __init__(
         self,
         *,
@@ -97,56 +131,46 @@ class HubConnection:
             max_message_size=self.settings.max_message_size,
         )
         self._client_results = ClientResults(endpoint.result_ids)
-        self._serving = trio.CancelScope()
+        self._serving: trio.CancelScope | None = None  # the work nursery's, once it is open
+        self._stop_requested = False
         self._close_message: CloseMessage | None = None
+        self._failure: Exception | None = None
         self._reading = False
         self._ended = False
+        # The heartbeat's view (``tick``): frames sent and received, when last seen to change.
+        self._sent_seen = self._received_seen = self._frames_received = 0
+        self._quiet_since = self._heard_at = trio.current_time()
+        # The token's expiry (Unix time) on trio's clock, which the heartbeat reads.
+        self._expires_at = (
+            math.inf
+            if principal.expires_at is None
+            else self._quiet_since + principal.expires_at - time.time()
+        )
         self._client_timeout_armed = False
-        self.finished = trio.Event()
 
     # -- life ------------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self.transport.run_writer)
-                try:
-                    with self._serving:
-                        request = await self._handshake()
-                        if request is not None:
-                            await self._serve()
-                finally:
-                    self._ended = True
-                    await self._close_transport()
-                    nursery.cancel_scope.cancel()
-        finally:
-            self.finished.set()
+        async with trio.open_nursery() as nursery:
+            self.transport.start(nursery)
+            # The transport may close under a reader that is busy elsewhere
+            # (waiting to pass an upload item on): stop serving then too.
+            self.transport.on_closed = self._stop_serving
+            try:
+                await self._serve()
+            finally:
+                self._ended = True
+                await self._close_transport()
+                nursery.cancel_scope.cancel()
 
     async def _serve(self) -> None:
-        router = self.endpoint.router
-        router.add_connection(self)
-        error: Exception | None = None
-        try:
-            error = await self._serve_hub()
-        finally:
-            router.remove_connection(self)
-            self._client_results.fail_all(f"Connection '{self.connection_id}' disconnected.")
-            with trio.CancelScope(shield=True), trio.move_on_after(self.settings.shutdown_timeout):
-                await self._on_disconnected(error)
-
-    async def _serve_hub(self) -> Exception | None:
-        try:
-            await self.create_hub().on_connected()
-        except Exception as error:
-            log.exception("on_connected failed for %s", self.connection_id)
-            # ASP.NET: Close with the error and no allowReconnect.
-            self._set_close(
-                CloseMessage(
-                    error=error_text(CLOSED_WITH_ERROR, error, self.settings.detailed_errors)
-                )
-            )
-            return error
+        """Handshake, then read and dispatch until the client leaves or the
+        server closes; hub methods run in the same nursery, and end with it."""
+        connected = False
         async with trio.open_nursery() as work:
+            self._serving = work.cancel_scope
+            if self._stop_requested:
+                work.cancel_scope.cancel()
             invocations = Invocations(
                 methods=self.endpoint.methods,
                 create_hub=self.create_hub,
@@ -156,15 +180,41 @@ class HubConnection:
                 max_parallel=self.settings.max_parallel_invocations,
                 stream_buffer_capacity=self.settings.stream_buffer_capacity,
             )
-            work.start_soon(invocations.run_queue)
-            work.start_soon(self._keep_alive)
-            if self.principal.expires_at is not None:
-                work.start_soon(self._close_at_expiry, self.principal.expires_at)
             try:
-                return await self._read_loop(Dispatcher(invocations, self._client_results, self))
+                if await self._handshake() is not None:
+                    connected = await self._connect()
+                    if connected:
+                        await self._read_loop(Dispatcher(invocations, self._client_results, self))
             finally:
                 invocations.close()
                 work.cancel_scope.cancel()
+        if connected:
+            await self._disconnect()
+
+    async def _connect(self) -> bool:
+        """Join the router and run ``on_connected``; False if it failed."""
+        self.endpoint.router.add_connection(self)
+        try:
+            await self.create_hub().on_connected()
+        except Exception as error:
+            # ASP.NET: Close with the error and no allowReconnect, and no
+            # OnDisconnectedAsync for a connection that never connected.
+            log.exception("on_connected failed for %s", self.connection_id)
+            self._set_close(
+                CloseMessage(
+                    error=error_text(CLOSED_WITH_ERROR, error, self.settings.detailed_errors)
+                )
+            )
+            self.endpoint.router.remove_connection(self)
+            return False
+        return True
+
+    async def _disconnect(self) -> None:
+        """Leave the router, fail pending client results, run ``on_disconnected``."""
+        self.endpoint.router.remove_connection(self)
+        self._client_results.fail_all(f"Connection '{self.connection_id}' disconnected.")
+        with trio.CancelScope(shield=True), trio.move_on_after(self.settings.shutdown_timeout):
+            await self._on_disconnected(self._failure)
 
     async def _on_disconnected(self, error: Exception | None) -> None:
         try:
@@ -232,57 +282,86 @@ class HubConnection:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    async def _read_loop(self, dispatcher: Dispatcher) -> Exception | None:
-        """Read until the client leaves; the exception it left with, if any."""
+    async def _read_loop(self, dispatcher: Dispatcher) -> None:
+        """Read until the client leaves; a peer's protocol error closes the connection."""
         self._reading = True
         try:
             while True:
                 event = await self._next_event()
                 if event is CONNECTION_CLOSED:
-                    return None
+                    return
                 await dispatcher.dispatch(event)
         except ClientClosed:
-            return None
-        except ConnectionClosed as error:
-            return error
+            return
         except RemoteProtocolError as error:
             # The text names the peer's mistake, never our internals, so it is
             # always shown. ASP.NET allows a reconnect after a protocol error.
             log.info("protocol error on %s: %s", self.connection_id, error)
-            self._set_close(
+            self._fail(
                 CloseMessage(
-                    error=f"{CLOSED_WITH_ERROR} InvalidDataException: {error}", allow_reconnect=True
-                )
+                    error=f"{CLOSED_WITH_ERROR} InvalidDataException: {error}",
+                    allow_reconnect=True,
+                ),
+                error,
             )
-            return error
         finally:
             self._reading = False
 
     async def _receive(self) -> bytes | None:
-        """The next bytes; ``None`` if the client went away. Once the client has
-        sent a Ping, silence for ``client_timeout`` closes the connection (the
-        timer starts with the first Ping, as in ASP.NET's HubConnectionContext)."""
-        if not self._client_timeout_armed:
-            return await self._receive_or_none()
-        with trio.move_on_after(self.settings.client_timeout):
-            return await self._receive_or_none()
-        self.request_close(
-            CloseMessage(
-                error=f"{CLOSED_WITH_ERROR} The client sent nothing for "
-                f"{self.settings.client_timeout:g} seconds.",
-                allow_reconnect=True,
-            )
-        )
-        raise ConnectionClosed("client timeout")
-
-    async def _receive_or_none(self) -> bytes | None:
+        """The next bytes; ``None`` if the client went away."""
         try:
-            return await self.transport.receive_some()
+            data = await self.transport.receive_some()
         except ConnectionClosed:
             return None
+        self._frames_received += 1
+        return data
 
     def client_pinged(self) -> None:
-        self._client_timeout_armed = True
+        """HubConnectionContext: the client timeout starts with the first Ping."""
+        if not self._client_timeout_armed:
+            self._client_timeout_armed = True
+            self._heard_at = trio.current_time()
+
+    # -- the heartbeat ---------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Called by the server's heartbeat (``hubs.heartbeat``) about once a second."""
+        if self.wire is None or self._ended:
+            return
+        self._keep_alive(now)
+        self._check_client_timeout(now)
+        if now >= self._expires_at:
+            self._fail(
+                CloseMessage(error=TOKEN_EXPIRED, allow_reconnect=True),
+                ConnectionClosed("the access token expired"),
+            )
+
+    def _keep_alive(self, now: float) -> None:
+        """HubProtocol.md, "Ping": a Ping once nothing was sent for ``keep_alive_interval``.
+
+        A counter of sent frames, compared tick to tick, tells when the last
+        send happened (to within a tick) without stamping the time on every
+        send, which is the fan-out hot path."""
+        sent = self.transport.frames_accepted
+        if sent != self._sent_seen:
+            self._sent_seen, self._quiet_since = sent, now
+        elif now - self._quiet_since >= self.settings.keep_alive_interval:
+            with contextlib.suppress(trio.WouldBlock):  # a full outbox has data to read
+                self.send_nowait(PING_MESSAGE)
+            self._sent_seen, self._quiet_since = self.transport.frames_accepted, now
+
+    def _check_client_timeout(self, now: float) -> None:
+        if self._frames_received != self._received_seen:
+            self._received_seen, self._heard_at = self._frames_received, now
+        elif self._client_timeout_armed and now - self._heard_at >= self.settings.client_timeout:
+            seconds = f"{self.settings.client_timeout:g}"
+            self._fail(
+                CloseMessage(
+                    error=f"{CLOSED_WITH_ERROR} The client sent nothing for {seconds} seconds.",
+                    allow_reconnect=True,
+                ),
+                ConnectionClosed(f"the client sent nothing for {seconds} seconds"),
+            )
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -311,29 +390,6 @@ class HubConnection:
         )
         return await self._client_results.wait_for(invocation_id, timeout)
 
-    async def _keep_alive(self) -> None:
-        """HubProtocol.md, "Ping": send a Ping when nothing was sent for a while.
-
-        Watching a counter every half interval (instead of stamping the time on
-        every send, which is the fan-out hot path) sends a Ping after between
-        half and one ``keep_alive_interval`` of silence: never later.
-        """
-        assert self.wire is not None
-        ping = SerializedMessage(PING)
-        seen = -1
-        while True:
-            await trio.sleep(self.settings.keep_alive_interval / 2)
-            if self.transport.frames_accepted == seen:
-                try:
-                    self.send_nowait(ping)
-                except trio.WouldBlock:
-                    pass  # a full outbox: the client has data to read already
-            seen = self.transport.frames_accepted
-
-    async def _close_at_expiry(self, expires_at: float) -> None:
-        await trio.sleep(max(0.0, expires_at - time.time()))
-        self.request_close(CloseMessage(error=TOKEN_EXPIRED, allow_reconnect=True))
-
     # -- closing ---------------------------------------------------------------------------------
 
     def _set_close(self, message: CloseMessage) -> None:
@@ -343,7 +399,18 @@ class HubConnection:
     def request_close(self, message: CloseMessage) -> None:
         """Close politely: stop serving, then send ``message`` and close the transport."""
         self._set_close(message)
-        self._serving.cancel()
+        self._stop_serving()
+
+    def _stop_serving(self) -> None:
+        self._stop_requested = True
+        if self._serving is not None:
+            self._serving.cancel()
+
+    def _fail(self, message: CloseMessage, error: Exception) -> None:
+        """Close because of ``error``, which ``on_disconnected`` will be given."""
+        if self._failure is None:
+            self._failure = error
+        self.request_close(message)
 
     def backlog_seconds(self) -> float:
         """How long this connection has had messages the kernel would not take."""
@@ -356,9 +423,11 @@ class HubConnection:
         is dropped)."""
         close = CloseMessage(error=SLOW_CONSUMER, allow_reconnect=True)
         self._set_close(close)
+        if self._failure is None:
+            self._failure = ConnectionClosed(SLOW_CONSUMER)
         last = self.wire.frame(self._protocol.send(close)) if self.wire else None
         self.transport.abort(last)
-        self._serving.cancel()
+        self._stop_serving()
 
     async def _close_transport(self) -> None:
         if self.transport.closed:

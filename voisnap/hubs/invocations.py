@@ -7,7 +7,9 @@ ASP.NET Core's ``DefaultHubDispatcher`` for the behaviour and the error texts.
   they arrived (``max_parallel_invocations``, ASP.NET's
   MaximumParallelInvocationsPerClient = 1). They wait in a queue, not in the
   reader: the reader keeps handling Completions and stream items meanwhile, so a
-  method awaiting a client result never deadlocks its own connection.
+  method awaiting a client result never deadlocks its own connection. Workers
+  are started when work arrives and end when the queue is empty, so an idle
+  connection has none.
 - Streaming invocations, and invocations that receive upload streams, run
   concurrently, each in its own task with its own cancel scope; a
   CancelInvocation cancels that scope and the stream ends with an empty
@@ -101,23 +103,14 @@ class Invocations:
         self._detailed = detailed_errors
         self._max_parallel = max_parallel
         self._stream_capacity = stream_buffer_capacity
-        self._queue_in, self._queue_out = trio.open_memory_channel[InvocationMessage](
-            INVOCATION_QUEUE_SIZE
-        )
+        self._queue: list[InvocationMessage] = []  # short, and a list is smaller than a deque
+        self._workers = 0
+        self._room: trio.lowlevel.ParkingLot | None = None  # the reader waits here when full
+        self._closed = False
         self._streams: dict[str, trio.CancelScope] = {}
         self._uploads: dict[str, UploadStream] = {}
 
     # -- queue -----------------------------------------------------------------------------------
-
-    async def run_queue(self) -> None:
-        """Run queued invocations, ``max_parallel`` at a time, in order."""
-        async with trio.open_nursery() as workers:
-            for _ in range(self._max_parallel):
-                workers.start_soon(self._worker)
-
-    async def _worker(self) -> None:
-        async for message in self._queue_out:
-            await self._invoke(message)
 
     async def start_invocation(self, message: InvocationMessage) -> None:
         """Queue a plain invocation; one with upload streams runs at once, since
@@ -125,8 +118,25 @@ class Invocations:
         if message.stream_ids:
             self._open_uploads(message)
             self._nursery.start_soon(self._invoke, message)
-        else:
-            await self._queue_in.send(message)
+            return
+        while len(self._queue) >= INVOCATION_QUEUE_SIZE and not self._closed:
+            self._room = self._room or trio.lowlevel.ParkingLot()
+            await self._room.park()
+        self._queue.append(message)
+        if self._workers < self._max_parallel:
+            self._workers += 1
+            self._nursery.start_soon(self._work)
+
+    async def _work(self) -> None:
+        """Run queued invocations in order until none is left."""
+        try:
+            while self._queue and not self._closed:
+                message = self._queue.pop(0)
+                if self._room is not None:
+                    self._room.unpark()
+                await self._invoke(message)
+        finally:
+            self._workers -= 1
 
     # -- plain invocations -----------------------------------------------------------------------
 
@@ -340,8 +350,11 @@ class Invocations:
             log.info("non-blocking invocation failed: %s", text)
 
     def close(self) -> None:
-        """The connection is ending: stop accepting queued work."""
-        self._queue_in.close()
+        """The connection is ending: drop queued work."""
+        self._closed = True
+        self._queue.clear()
+        if self._room is not None:
+            self._room.unpark_all()
         for stream_id in list(self._uploads):
             self._close_uploads((stream_id,))
 

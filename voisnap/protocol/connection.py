@@ -69,6 +69,18 @@ class HubProtocolConnection:
     is what the transport carries (a text-only transport refuses binary codecs).
     """
 
+    # one per connection: slots keep idle connections small
+    __slots__ = (
+        "_framing",
+        "_max_message_size",
+        "_peer_gone",
+        "_protocols",
+        "_transfer_format",
+        "protocol",
+        "state",
+        "version",
+    )
+
     def __init__(
         self,
         protocols: Mapping[str, HubProtocol],

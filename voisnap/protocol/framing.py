@@ -38,6 +38,9 @@ class TextFraming:
     True
     """
 
+    # one per connection: slots keep idle connections small
+    __slots__ = ("_buffer", "_max", "_scanned")
+
     def __init__(self, max_message_size: int) -> None:
         self._buffer = bytearray()
         self._scanned = 0  # bytes of _buffer already known to hold no separator
@@ -84,6 +87,9 @@ class BinaryFraming:
     """Records prefixed by their length as a VarInt: 7 bits a byte, least
     significant group first, high bit set on every byte but the last, at most
     5 bytes (HubProtocol.md, "MessagePack (MsgPack) encoding", "Binary encoding")."""
+
+    # one per connection: slots keep idle connections small
+    __slots__ = ("_buffer", "_max")
 
     MAX_LENGTH_PREFIX = 5
 

@@ -10,16 +10,20 @@ Everything accepted and not yet written counts against both caps, including the
 batch the writer is in the middle of writing (``take_all`` / ``done``), so
 "at most 100 messages" holds exactly.
 
-The outbox does no I/O. A transport tries to write a frame straight to its socket
-first and only puts here what the kernel did not take; its single writer task
-drains the queue. Who decides what "full" means for a sender is not the outbox's
-business either: a fan-out evicts the connection (``routing.router``), while a
-connection's own replies wait with ``wait_for_space``.
+The outbox does no I/O itself. A transport tries to write a frame straight to
+its socket first and only puts here what the kernel did not take. When the
+queue goes from empty to not empty, the outbox starts one writer task (in the
+nursery its transport gave ``start_writer``), which hands batches to the
+transport's ``write_batch`` until the queue is empty again, and then ends: an
+idle connection costs no task, and there is never more than one writer. Who
+decides what "full" means for a sender is not the outbox's business either: a
+fan-out evicts the connection (``routing.router``), while a connection's own
+replies wait with ``wait_for_space``.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 import attrs
@@ -41,8 +45,24 @@ class OutboxStatistics:
 
 
 class Outbox(Generic[T]):
+    # one per connection: slots keep idle connections small
+    __slots__ = (
+        "_bytes",
+        "_capacity",
+        "_closed",
+        "_in_flight",
+        "_in_flight_bytes",
+        "_items",
+        "_max_bytes",
+        "_nursery",
+        "_space",
+        "_write_batch",
+        "_writing",
+        "backlog_since",
+    )
+
     def __init__(self, capacity: int, max_bytes: int) -> None:
-        self._items: deque[tuple[T, int]] = deque()
+        self._items: list[tuple[T, int]] = []
         self._bytes = 0
         self._in_flight = 0
         self._in_flight_bytes = 0
@@ -50,8 +70,19 @@ class Outbox(Generic[T]):
         self._max_bytes = max_bytes
         self._closed = False
         self.backlog_since: float | None = None
-        self._nonempty = trio.lowlevel.ParkingLot()
-        self._space = trio.lowlevel.ParkingLot()
+        self._space: trio.lowlevel.ParkingLot | None = None  # made when someone waits
+        self._nursery: trio.Nursery | None = None
+        self._write_batch: Callable[[list[T]], Awaitable[None]] | None = None
+        self._writing = False
+
+    def start_writer(
+        self, nursery: trio.Nursery, write_batch: Callable[[list[T]], Awaitable[None]]
+    ) -> None:
+        """From now on, whatever is queued is handed to ``write_batch`` by a
+        task in ``nursery``, started when needed. Without a writer (long
+        polling), the consumer calls ``take_all`` and ``done`` itself."""
+        self._nursery = nursery
+        self._write_batch = write_batch
 
     def put_nowait(self, item: T, size: int) -> None:
         """Queue ``item`` (``size`` bytes) or raise ``trio.WouldBlock`` when full.
@@ -65,10 +96,21 @@ class Outbox(Generic[T]):
             raise trio.WouldBlock
         if self.empty:
             self.backlog_since = trio.current_time()
-        if not self._items:
-            self._nonempty.unpark_all()  # the writer may be parked, even mid-batch
         self._items.append((item, size))
         self._bytes += size
+        if not self._writing and self._nursery is not None:
+            self._writing = True
+            self._nursery.start_soon(self._write_backlog)
+
+    async def _write_backlog(self) -> None:
+        """The writer: batches to the transport until nothing is queued."""
+        assert self._write_batch is not None
+        try:
+            while self._items and not self._closed:
+                await self._write_batch(self.take_all())
+                self.done()
+        finally:
+            self._writing = False
 
     def _fits(self, size: int) -> bool:
         count = len(self._items) + self._in_flight
@@ -95,24 +137,28 @@ class Outbox(Generic[T]):
         self._in_flight_bytes = 0
         if not self._items:
             self.backlog_since = None
-        self._space.unpark_all()
-
-    async def wait_nonempty(self) -> None:
-        """Block until there is something to write (or the outbox is closed)."""
-        if not self._items and not self._closed:
-            await self._nonempty.park()
+        self._wake_space_waiters()
 
     async def wait_for_space(self, size: int) -> None:
         """Block until an item of ``size`` bytes fits; ClosedResourceError once closed."""
         while not self._fits(size) and not self._closed:
-            await self._space.park()
+            await self._space_lot().park()
         if self._closed:
             raise trio.ClosedResourceError("the outbox is closed")
 
     async def wait_empty(self) -> None:
         """Block until the writer has handed everything to the kernel."""
         while not self.empty and not self._closed:
-            await self._space.park()
+            await self._space_lot().park()
+
+    def _space_lot(self) -> trio.lowlevel.ParkingLot:
+        if self._space is None:
+            self._space = trio.lowlevel.ParkingLot()
+        return self._space
+
+    def _wake_space_waiters(self) -> None:
+        if self._space is not None:
+            self._space.unpark_all()
 
     def close(self) -> None:
         """Drop the backlog (a closed connection's messages go nowhere) and wake waiters."""
@@ -120,8 +166,7 @@ class Outbox(Generic[T]):
         self._items.clear()
         self._bytes = 0
         self.backlog_since = None
-        self._nonempty.unpark_all()
-        self._space.unpark_all()
+        self._wake_space_waiters()
 
     @property
     def closed(self) -> bool:

@@ -182,11 +182,11 @@ class FrontDoor:
             await refuse_upgrade(sock, ws, error.status, error.text, error.headers)
             _close_quietly(sock)
             return REFUSED
-        await accept_upgrade(sock, ws)
+        connection = await accept_upgrade(sock, ws)
         self._log(request, peer, 101)
         transport = DirectWebSocket(
             sock,
-            ws,
+            connection,
             capacity=self.settings.outbox_capacity,
             max_bytes=self.settings.outbox_max_bytes,
         )

@@ -25,6 +25,7 @@ from ..config import Settings
 from ..errors import AuthenticationError
 from ..hubs.connection import SHUTTING_DOWN, HubConnection, new_connection_id
 from ..hubs.endpoint import HubEndpoint
+from ..hubs.heartbeat import run_heartbeat
 from ..principal import Principal
 from ..protocol import CloseMessage
 from ..transports.base import Transport
@@ -137,8 +138,9 @@ class HubServer:
             principal=admission.principal,
             connection_id=admission.connection_id,
         )
+        if not self.connections:
+            self._idle = trio.Event()
         self.connections.add(connection)
-        self._idle = trio.Event()
         try:
             await connection.run()
         finally:
@@ -147,6 +149,10 @@ class HubServer:
                 self.registry.release(admission.connection_token)
             if not self.connections:
                 self._idle.set()
+
+    async def run_heartbeat(self) -> None:
+        """Keep-alive, client timeouts and token expiry for every connection."""
+        await run_heartbeat(lambda: self.connections, self.settings)
 
     async def close_all(self) -> None:
         """Graceful shutdown: every client gets a Close that invites it to

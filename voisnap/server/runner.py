@@ -4,7 +4,7 @@ Structured concurrency, outermost first (every task has a visible owner):
 
     lifespan nursery   hypercorn's ASGI lifespan task
       connections      one task per TCP connection (hub WebSocket or hypercorn)
-        main           the accept loop, and the wait for SIGINT/SIGTERM
+        main           the accept loop, the heartbeat, and the wait for SIGINT/SIGTERM
 
 On a signal, voisnap stops accepting, sends every hub client a Close with
 ``allowReconnect: true``, tells hypercorn's keep-alive connections to close,
@@ -67,6 +67,7 @@ async def serve(
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as main:
                     main.start_soon(front_door.serve, listener, connections)
+                    main.start_soon(hubs.run_heartbeat)
                     ready(f"voisnap listening on {url_of(listener, settings.tls)}")
                     async for signum in signals:
                         log.info("received %s, shutting down", signal.Signals(signum).name)

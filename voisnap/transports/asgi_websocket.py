@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import socket
 import struct
+from collections.abc import Callable
 
 import trio
 
@@ -56,7 +57,11 @@ class AsgiWebSocket:
         self._sock = sock  # the TCP socket under hypercorn, to cut off a stalled client
         self.outbox: Outbox[Frame] = Outbox(capacity, max_bytes)
         self.frames_accepted = 0
+        self.on_closed: Callable[[], None] | None = None
         self._closed = False
+
+    def start(self, nursery: trio.Nursery) -> None:
+        self.outbox.start_writer(nursery, self._write_batch)
 
     @staticmethod
     def framer_for(transfer_format: TransferFormat) -> Framer:
@@ -94,14 +99,12 @@ class AsgiWebSocket:
                 except trio.ClosedResourceError:
                     return
 
-    async def run_writer(self) -> None:
-        while not self.outbox.closed:
-            await self.outbox.wait_nonempty()
-            for run in data_runs(self.outbox.take_all()):
-                payload = b"".join(frame.payload for frame in run)
-                if not await self._write(run[0].opcode, payload):
-                    return
-            self.outbox.done()
+    async def _write_batch(self, frames: list[Frame]) -> None:
+        """Each run of same-type records as one ASGI WebSocket message."""
+        for run in data_runs(frames):
+            payload = b"".join(frame.payload for frame in run)
+            if not await self._write(run[0].opcode, payload):
+                return
 
     async def _write(self, opcode: int, payload: bytes) -> bool:
         if opcode == OPCODE_TEXT:

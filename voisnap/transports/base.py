@@ -8,7 +8,10 @@ polling) offers the same small surface:
 - ``send_nowait(frame)``: deliver or queue without waiting, ``trio.WouldBlock``
   when the connection's outbox is full (a fan-out then evicts it);
 - ``send(frame)``: the same, waiting for room (a connection's own replies);
-- ``run_writer()``: the one task that drains the outbox;
+- ``start(nursery)``: where the transport's writer task runs when its outbox
+  holds a backlog (the outbox starts it, and it ends once the backlog is written);
+- ``on_closed``: called once when the transport closes, whoever closed it, so
+  that a connection whose reader is busy elsewhere still learns of it;
 - ``aclose(last_frame, timeout)`` to close politely, ``abort(last_frame)`` to
   close at once;
 - ``framer_for(format)``: how a hub record becomes this transport's frame.
@@ -16,7 +19,10 @@ polling) offers the same small surface:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
+
+import trio
 
 from ..protocol import TransferFormat
 from ..routing.outbox import Outbox
@@ -44,7 +50,9 @@ class Transport(Protocol):
 
     async def send(self, frame: Frame) -> None: ...
 
-    async def run_writer(self) -> None: ...
+    on_closed: Callable[[], None] | None
+
+    def start(self, nursery: trio.Nursery) -> None: ...
 
     async def aclose(self, last_frame: Frame | None, timeout: float) -> None: ...
 

@@ -12,7 +12,7 @@ socket, waited on with ``trio.lowlevel.wait_readable/wait_writable``):
 
 - ``send_nowait(frame)`` writes at once when nothing is queued, and queues only
   what the kernel did not take, in the connection's bounded ``Outbox``;
-- one writer task (``run_writer``) drains the outbox whenever it holds anything,
+- a writer task, started by the outbox only while it holds anything, drains it,
   merging queued records into as few WebSocket messages as it can;
 - ``abort()`` closes the socket with SO_LINGER 0, so the kernel frees a stalled
   client's buffers at once.
@@ -29,10 +29,11 @@ from __future__ import annotations
 import logging
 import socket
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import trio
 from wsproto import ConnectionType, WSConnection
+from wsproto.connection import Connection
 from wsproto.connection import ConnectionState as WSState
 from wsproto.events import (
     AcceptConnection,
@@ -66,24 +67,44 @@ _LINGER_ABORT = struct.pack("ii", 1, 0)
 class DirectWebSocket:
     """A server-side WebSocket on a raw non-blocking socket, after the upgrade.
 
-    One reader (``receive_some``), one writer (``run_writer``), one write point
-    (``send_nowait``), as in trio-websocket. Transport failures become
-    ``ConnectionClosed`` at those points.
+    One reader (``receive_some``), one writer (``_write_batch``), one write
+    point (``send_nowait``), as in trio-websocket. Transport failures become
+    ``ConnectionClosed`` at those points. ``ws`` is wsproto's connection after
+    the upgrade (the handshake's HTTP parser is not kept: memory per idle
+    connection is one of the things the bench measures).
     """
+
+    # one per connection: slots keep idle connections small
+    __slots__ = (
+        "_closed",
+        "_mid_write",
+        "_peer_closed",
+        "_sock",
+        "_ws",
+        "frames_accepted",
+        "frames_by_writer",
+        "on_closed",
+        "outbox",
+    )
 
     transfer_format = TransferFormat.BINARY  # WebSockets carry text and binary
 
     def __init__(
-        self, sock: socket.socket, ws: WSConnection, *, capacity: int, max_bytes: int
+        self, sock: socket.socket, ws: Connection, *, capacity: int, max_bytes: int
     ) -> None:
         self._sock = sock
         self._ws = ws
         self.outbox: Outbox[Frame] = Outbox(capacity, max_bytes)
-        self._mid_write = False  # the writer has sent part of a batch
+        self._mid_write = False  # part of a frame is written, the rest is not
         self._closed = False
-        self._peer_closed = trio.Event()
+        self._peer_closed = False
+        self.on_closed: Callable[[], None] | None = None
         self.frames_accepted = 0  # every frame taken by send_nowait; keep-alive watches it
         self.frames_by_writer = 0  # those the writer task had to send
+
+    def start(self, nursery: trio.Nursery) -> None:
+        """The nursery the writer task runs in, whenever a backlog needs one."""
+        self.outbox.start_writer(nursery, self._write_batch)
 
     # -- framing ---------------------------------------------------------------------------------
 
@@ -102,7 +123,7 @@ class DirectWebSocket:
             data = b"".join(self._drain_events())
             if data:
                 return data
-            if self._peer_closed.is_set():
+            if self._peer_closed:
                 raise ConnectionClosed("the client closed the WebSocket")
             self._ws.receive_data(await self._receive_raw())
 
@@ -125,7 +146,7 @@ class DirectWebSocket:
         # RFC 6455 5.5.1: "the endpoint MUST send a Close frame in response".
         if self._ws.state is WSState.REMOTE_CLOSING:
             self._send_control(self._ws.send(event.response()))
-        self._peer_closed.set()
+        self._peer_closed = True
 
     async def _receive_raw(self) -> bytes | None:
         if self._closed:
@@ -138,7 +159,7 @@ class DirectWebSocket:
         except (OSError, trio.ClosedResourceError, ValueError) as error:
             raise ConnectionClosed(f"socket error: {error}") from None
         if not data:
-            self._peer_closed.set()
+            self._peer_closed = True
             return None
         return data
 
@@ -188,19 +209,14 @@ class DirectWebSocket:
         except trio.WouldBlock:
             pass  # a client too slow to take a Pong will be evicted anyway
 
-    async def run_writer(self) -> None:
-        """Drain the outbox until the connection closes. The only task that
-        ever waits for this socket to become writable."""
+    async def _write_batch(self, frames: list[Frame]) -> None:
+        """The writer's work (run by the outbox): one batch, as few writes as
+        possible. The only code that waits for this socket to become writable."""
         try:
-            while not self.outbox.closed:
-                await self.outbox.wait_nonempty()
-                frames = self.outbox.take_all()
-                if frames:
-                    await self._write_all(coalesce(frames))
-                    self.frames_by_writer += len(frames)
-                self.outbox.done()
+            await self._write_all(coalesce(frames))
         except ConnectionClosed:
-            pass  # the reader sees the same closed socket and ends the connection
+            return  # aborted: the connection is told through on_closed
+        self.frames_by_writer += len(frames)
 
     async def _write_all(self, buffers: list[bytes | memoryview]) -> None:
         while buffers:
@@ -242,7 +258,7 @@ class DirectWebSocket:
         """Read (and drop) until the client's Close or EOF: closing with unread
         bytes in the kernel would reset the connection under the client."""
         try:
-            while not self._peer_closed.is_set():
+            while not self._peer_closed:
                 self._ws.receive_data(await self._receive_raw())
                 for _ in self._drain_events():
                     pass
@@ -277,6 +293,8 @@ class DirectWebSocket:
         # the descriptor goes away, as trio's own sockets do.
         trio.lowlevel.notify_closing(self._sock)
         self._sock.close()
+        if self.on_closed is not None:
+            self.on_closed()
 
     @property
     def closed(self) -> bool:
@@ -316,10 +334,13 @@ def start_upgrade(head: bytes) -> WSConnection | None:
     return ws if isinstance(event, Request) else None
 
 
-async def accept_upgrade(sock: socket.socket, ws: WSConnection) -> None:
+async def accept_upgrade(sock: socket.socket, ws: WSConnection) -> Connection:
     """Answer 101 Switching Protocols, offering no extensions: permessage-deflate
-    is never negotiated, even when the client proposes it."""
+    is never negotiated, even when the client proposes it. Returns the
+    WebSocket connection, without the handshake that made it."""
     await send_all(sock, ws.send(AcceptConnection(extensions=[])))
+    assert ws.connection is not None
+    return ws.connection
 
 
 async def refuse_upgrade(

@@ -1,0 +1,43 @@
+"""One timer for all connections: keep-alive Pings, client timeouts, token expiry.
+
+ASP.NET Core does not give each connection timers of its own: its
+``HttpConnectionManager`` scans every connection once a second (the
+"heartbeat"), and each connection checks its keep-alive and client timeout on
+that tick (``HubConnectionContext.KeepAliveTick`` / ``CheckClientTimeout``).
+voisnap does the same, for the same reason: a sleeping task per connection
+costs memory and wake-ups, and a server with 5000 idle connections would pay
+5000 of them.
+
+The tick comes at most every second, and more often when a setting is shorter
+(tests shrink them), so that every deadline is met within one tick.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+import trio
+
+from ..config import Settings
+
+MAX_PERIOD = 1.0
+
+
+class Ticking(Protocol):
+    def tick(self, now: float) -> None:
+        """Check keep-alive, client timeout and expiry; ``now`` is trio's clock."""
+
+
+def heartbeat_period(settings: Settings) -> float:
+    return min(MAX_PERIOD, settings.keep_alive_interval / 2, settings.client_timeout / 2)
+
+
+async def run_heartbeat(connections: Callable[[], Iterable[Ticking]], settings: Settings) -> None:
+    """Tick every connection ``connections()`` returns, forever."""
+    period = heartbeat_period(settings)
+    while True:
+        await trio.sleep(period)
+        now = trio.current_time()
+        for connection in list(connections()):
+            connection.tick(now)
