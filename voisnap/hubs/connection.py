@@ -63,6 +63,7 @@ from .dispatcher import ClientClosed, Dispatcher
 from .endpoint import HubEndpoint
 from .hub import GroupManager, Hub, HubCallerContext, HubClients
 from .invocations import Invocations, error_text
+from .liveness import Liveness, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -83,18 +84,13 @@ class HubConnection:
     # one per connection: slots keep idle connections small
     __slots__ = (
         "_client_results",
-        "_client_timeout_armed",
         "_close_message",
         "_ended",
-        "_expires_at",
         "_failure",
         "_frames_received",
-        "_heard_at",
+        "_liveness",
         "_protocol",
-        "_quiet_since",
         "_reading",
-        "_received_seen",
-        "_sent_seen",
         "_serving",
         "_stop_requested",
         "connection_id",
@@ -137,16 +133,17 @@ class HubConnection:
         self._failure: Exception | None = None
         self._reading = False
         self._ended = False
-        # The heartbeat's view (``tick``): frames sent and received, when last seen to change.
-        self._sent_seen = self._received_seen = self._frames_received = 0
-        self._quiet_since = self._heard_at = trio.current_time()
-        # The token's expiry (Unix time) on trio's clock, which the heartbeat reads.
-        self._expires_at = (
-            math.inf
+        self._frames_received = 0
+        now = trio.current_time()
+        self._liveness = Liveness(
+            now,
+            keep_alive_interval=self.settings.keep_alive_interval,
+            client_timeout=self.settings.client_timeout,
+            # The token's expiry is Unix time; the heartbeat reads trio's clock.
+            expires_at=math.inf
             if principal.expires_at is None
-            else self._quiet_since + principal.expires_at - time.time()
+            else now + principal.expires_at - time.time(),
         )
-        self._client_timeout_armed = False
 
     # -- life ------------------------------------------------------------------------------------
 
@@ -318,9 +315,7 @@ class HubConnection:
 
     def client_pinged(self) -> None:
         """HubConnectionContext: the client timeout starts with the first Ping."""
-        if not self._client_timeout_armed:
-            self._client_timeout_armed = True
-            self._heard_at = trio.current_time()
+        self._liveness.client_pinged(trio.current_time())
 
     # -- the heartbeat ---------------------------------------------------------------------------
 
@@ -328,40 +323,25 @@ class HubConnection:
         """Called by the server's heartbeat (``hubs.heartbeat``) about once a second."""
         if self.wire is None or self._ended:
             return
-        self._keep_alive(now)
-        self._check_client_timeout(now)
-        if now >= self._expires_at:
-            self._fail(
-                CloseMessage(error=TOKEN_EXPIRED, allow_reconnect=True),
-                ConnectionClosed("the access token expired"),
-            )
-
-    def _keep_alive(self, now: float) -> None:
-        """HubProtocol.md, "Ping": a Ping once nothing was sent for ``keep_alive_interval``.
-
-        A counter of sent frames, compared tick to tick, tells when the last
-        send happened (to within a tick) without stamping the time on every
-        send, which is the fan-out hot path."""
-        sent = self.transport.frames_accepted
-        if sent != self._sent_seen:
-            self._sent_seen, self._quiet_since = sent, now
-        elif now - self._quiet_since >= self.settings.keep_alive_interval:
-            with contextlib.suppress(trio.WouldBlock):  # a full outbox has data to read
-                self.send_nowait(PING_MESSAGE)
-            self._sent_seen, self._quiet_since = self.transport.frames_accepted, now
-
-    def _check_client_timeout(self, now: float) -> None:
-        if self._frames_received != self._received_seen:
-            self._received_seen, self._heard_at = self._frames_received, now
-        elif self._client_timeout_armed and now - self._heard_at >= self.settings.client_timeout:
-            seconds = f"{self.settings.client_timeout:g}"
-            self._fail(
-                CloseMessage(
-                    error=f"{CLOSED_WITH_ERROR} The client sent nothing for {seconds} seconds.",
-                    allow_reconnect=True,
-                ),
-                ConnectionClosed(f"the client sent nothing for {seconds} seconds"),
-            )
+        verdict = self._liveness.check(now, self.transport.frames_accepted, self._frames_received)
+        match verdict:
+            case Verdict.PING:
+                with contextlib.suppress(trio.WouldBlock):  # a full outbox has data to read
+                    self.send_nowait(PING_MESSAGE)
+            case Verdict.CLIENT_TIMED_OUT:
+                seconds = f"{self.settings.client_timeout:g}"
+                self._fail(
+                    CloseMessage(
+                        error=f"{CLOSED_WITH_ERROR} The client sent nothing for {seconds} seconds.",
+                        allow_reconnect=True,
+                    ),
+                    ConnectionClosed(f"the client sent nothing for {seconds} seconds"),
+                )
+            case Verdict.TOKEN_EXPIRED:
+                self._fail(
+                    CloseMessage(error=TOKEN_EXPIRED, allow_reconnect=True),
+                    ConnectionClosed("the access token expired"),
+                )
 
     # -- writing ---------------------------------------------------------------------------------
 
