@@ -17,10 +17,14 @@ def figures(scenario: str, outcome: dict) -> dict[str, float]:
     """The numbers compared across targets, higher-is-better ones first."""
     if scenario == "fanout":
         best = outcome.get("best_step") or {}
+        nan = float("nan")
         return {
             "best deliveries/s (p99<100ms)": outcome["best_deliveries_per_second"],
-            "p99 ms at best": (best.get("latency") or {}).get("p99", float("nan")),
+            "p99 ms at best": (best.get("latency") or {}).get("p99", nan),
             "server CPU us/delivery": outcome["server_cpu_us_per_delivery"],
+            "server cores at best": best.get("server_cores", nan),
+            "load-gen cores at best": best.get("loadgen_cores", nan),
+            "machine cores at best": best.get("machine_cores", nan),
         }
     if scenario == "wide":
         latency = outcome["step"]["latency"]
@@ -37,6 +41,9 @@ def figures(scenario: str, outcome: dict) -> dict[str, float]:
         "p99 ratio to baseline": stalled["p99_ratio_to_baseline"],
         "evicted": outcome["evicted"] if outcome["evicted"] is not None else float("nan"),
         "s from stall to eviction": outcome["seconds_from_stall_to_evictions"] or float("nan"),
+        "max s full before eviction": max(
+            (lag["full_seconds"] for lag in outcome["eviction_lags"] or []), default=float("nan")
+        ),
         "RSS growth MiB": (outcome["rss_at_end"] - outcome["rss_at_stall"]) / MIB,
     }
 

@@ -16,13 +16,16 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
 import attrs
+import psutil
 from tqdm import tqdm
 
 from .harness import Latency, LoadGenerator, ServerUnderTest
 
 P99_TARGET_MS = 100.0
+QUIET_MS = 300  # a step ends once no delivery arrived for this long
 GROUP = "bench"
 
 
@@ -34,8 +37,12 @@ class Step:
     expected: int
     seconds: float
     latency: Latency
+    elapsed: float
+    """Seconds from the first publish to the last delivery."""
     server_cpu: float
     loadgen_cpu: float
+    machine_cpu: float
+    """CPU seconds used on all cores, by every process, during the step."""
 
     @property
     def deliveries_per_second(self) -> float:
@@ -45,11 +52,17 @@ class Step:
     def lost(self) -> int:
         return max(0, self.expected - self.received)
 
+    def cores(self, cpu_seconds: float) -> float:
+        return cpu_seconds / self.elapsed if self.elapsed > 0 else math.nan
+
     def as_dict(self) -> dict:
         return {
             **attrs.asdict(self),
             "deliveries_per_second": self.deliveries_per_second,
             "lost": self.lost,
+            "server_cores": self.cores(self.server_cpu),
+            "loadgen_cores": self.cores(self.loadgen_cpu),
+            "machine_cores": self.cores(self.machine_cpu),
         }
 
 
@@ -63,8 +76,12 @@ def run_step(
 ) -> Step:
     load.begin()
     cpu_before = server.cpu_seconds()
+    machine_before = psutil.cpu_times()
+    started = time.monotonic()
     published = load.publish(rate, duration, size)
-    reports = load.end()
+    reports = load.end(quiet_ms=QUIET_MS)
+    elapsed = time.monotonic() - started - QUIET_MS / 1000
+    machine_cpu = _busy_seconds(machine_before, psutil.cpu_times())
     open_subscribers = sum(report["open"] for report in reports)
     return Step(
         rate=rate,
@@ -73,9 +90,16 @@ def run_step(
         expected=published["count"] * min(subscribers, open_subscribers),
         seconds=published["seconds"],
         latency=Latency.from_reports(reports),
+        elapsed=elapsed,
         server_cpu=server.cpu_seconds() - cpu_before,
         loadgen_cpu=sum(report["cpu_seconds"] for report in reports),
+        machine_cpu=machine_cpu,
     )
+
+
+def _busy_seconds(before: Any, after: Any) -> float:
+    idle = (after.idle + after.iowait) - (before.idle + before.iowait)
+    return sum(after) - sum(before) - idle
 
 
 def saturated(step: Step) -> bool:
@@ -149,7 +173,7 @@ def slow_consumer(server: ServerUnderTest, load: LoadGenerator, options: dict) -
         "seconds_from_stall_to_evictions": None
         if evicted_after is None
         else evicted_after["after"],
-        "eviction_backlog_seconds": evicted_after["backlog"] if evicted_after else None,
+        "eviction_lags": evicted_after["backlog"] if evicted_after else None,
         "rss_at_stall": rss_at_stall,
         "rss_at_end": server.rss(),
     }
@@ -196,7 +220,7 @@ class EvictionWatch:
                 self._outcome = {
                     "count": stats["evictions"],
                     "after": time.monotonic() - self._started,
-                    "backlog": stats["recent_eviction_backlog_seconds"],
+                    "backlog": stats["recent_evictions"],
                 }
                 return
             time.sleep(0.05)
@@ -211,7 +235,7 @@ class EvictionWatch:
             return {
                 "count": stats["evictions"],
                 "after": None,
-                "backlog": stats["recent_eviction_backlog_seconds"],
+                "backlog": stats["recent_evictions"],
             }
         return self._outcome
 

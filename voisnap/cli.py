@@ -65,7 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {field.name: getattr(arguments, field.name) for field in attrs.fields(Settings)}
     if overrides.get("cors_origins"):
         overrides["cors_origins"] = tuple(overrides["cors_origins"])
-    return _serve(settings_from(overrides))
+    try:
+        settings = settings_from(overrides)
+    except ValueError as error:
+        print(f"voisnap serve: {error}", file=sys.stderr)
+        return 2
+    return _serve(settings)
 
 
 def _serve(settings: Settings) -> int:

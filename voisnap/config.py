@@ -127,10 +127,13 @@ def parse_env(field: attrs.Attribute, text: str) -> Any:
         if lowered not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
             raise ValueError(f"{env_name(field.name)}={text!r} is not a boolean")
         return lowered in ("1", "true", "yes", "on")
-    if kind in ("int", int):
-        return int(text)
-    if kind in ("float", float):
-        return float(text)
+    try:
+        if kind in ("int", int):
+            return int(text)
+        if kind in ("float", float):
+            return float(text)
+    except ValueError:
+        raise ValueError(f"{env_name(field.name)}={text!r} is not a valid {kind}") from None
     if field.name == "cors_origins":
         return tuple(origin.strip() for origin in text.split(",") if origin.strip())
     return text

@@ -42,16 +42,19 @@ function record(stamp) {
   if (latency > state.maxLatency) state.maxLatency = latency;
 }
 
-function newClient(path) {
+// A subscriber counts what it receives; the publisher (a member of the room on
+// some targets) only answers heartbeats.
+function newClient(path, { counts = true } = {}) {
   const o = state.options;
   const client = new WsClient({
     host: o.host,
     port: o.port,
     path,
     onMessage: (buffer) => {
-      state.lastReceiveAt = Date.now();
       if (client.waiter) return client.waiter(buffer);
       if (state.target.onRecord && buffer.length < 4) return state.target.onRecord(client, buffer.toString());
+      if (!counts) return;
+      state.lastReceiveAt = Date.now();
       state.target.scan(buffer, record);
     },
     onClose: () => {
@@ -85,7 +88,7 @@ async function connectSubscribers({ count }) {
 }
 
 async function openPublisher() {
-  const client = newClient(state.target.publisherPath(state.options));
+  const client = newClient(state.target.publisherPath(state.options), { counts: false });
   await client.connect();
   await state.target.preparePublisher(client, state.options);
   state.publisher = client;

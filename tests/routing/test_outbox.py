@@ -18,7 +18,7 @@ import pytest
 import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 
-from voisnap.routing.outbox import Outbox, OutboxStatistics
+from voisnap.routing.outbox import Lag, Outbox, OutboxStatistics
 
 CEILING = 10  # seconds of (virtual) time before a stuck waiter fails the test
 
@@ -338,3 +338,19 @@ async def test_outbox_waiters_return_at_once_after_close(autojump_clock: MockClo
         await outbox.wait_empty()
         with pytest.raises(trio.ClosedResourceError):
             await outbox.wait_for_space(1)
+
+
+async def test_outbox_lag_says_how_long_it_has_been_behind_and_full(
+    autojump_clock: MockClock,
+) -> None:
+    outbox: Outbox[str] = Outbox(capacity=2, max_bytes=100)
+    started = trio.current_time()
+    assert outbox.lag(started) == Lag(0.0, 0.0)
+    outbox.put_nowait("a", 1)  # behind: the kernel did not take "a"
+    await trio.sleep(3)
+    outbox.put_nowait("b", 1)  # now full
+    await trio.sleep(2)
+    assert outbox.lag(trio.current_time()) == Lag(behind_seconds=5.0, full_seconds=2.0)
+    outbox.take_all()
+    outbox.done()
+    assert outbox.lag(trio.current_time()) == Lag(0.0, 0.0)

@@ -17,6 +17,7 @@ import trio
 
 from voisnap.errors import HubError
 from voisnap.protocol import CloseMessage, HubMessage, InvocationMessage, JsonHubProtocol
+from voisnap.routing.outbox import Lag
 from voisnap.routing.router import (
     LocalRouter,
     RouterStatistics,
@@ -74,8 +75,8 @@ class FakeRecipient:
         if self.on_evict is not None:
             self.on_evict(self)
 
-    def backlog_seconds(self) -> float:
-        return 1.5 if self.full else 0.0
+    def lag(self) -> Lag:
+        return Lag(behind_seconds=1.5, full_seconds=0.25) if self.full else Lag(0.0, 0.0)
 
     def request_close(self, message: CloseMessage) -> None:
         self.closes.append(message)
@@ -265,7 +266,7 @@ async def test_router_full_member_is_evicted_once_and_others_still_receive() -> 
     assert all(r.messages == [invocation()] and r.evictions == 0 for r in before + after)
     stats = router.statistics()
     assert (stats.deliveries, stats.evictions) == (6, 1)
-    assert stats.recent_eviction_backlog_seconds == (1.5,)
+    assert stats.recent_evictions == (Lag(behind_seconds=1.5, full_seconds=0.25),)
 
 
 async def test_router_eviction_may_remove_the_connection_during_the_fan_out() -> None:
@@ -312,7 +313,7 @@ async def test_router_statistics_count_messages_deliveries_and_evictions() -> No
         messages_sent=4,
         deliveries=3,
         evictions=1,
-        recent_eviction_backlog_seconds=(1.5,),
+        recent_evictions=(Lag(behind_seconds=1.5, full_seconds=0.25),),
     )
 
 

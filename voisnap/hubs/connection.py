@@ -55,6 +55,7 @@ from ..protocol import (
     RemoteProtocolError,
     TransferFormat,
 )
+from ..routing.outbox import Lag
 from ..routing.serialized import SerializedMessage
 from ..transports.base import Transport
 from ..transports.frames import Wire, wire_for
@@ -392,10 +393,9 @@ class HubConnection:
             self._failure = error
         self.request_close(message)
 
-    def backlog_seconds(self) -> float:
-        """How long this connection has had messages the kernel would not take."""
-        since = self.transport.outbox.backlog_since
-        return 0.0 if since is None else trio.current_time() - since
+    def lag(self) -> Lag:
+        """How far behind this connection's client is (see ``Outbox.lag``)."""
+        return self.transport.outbox.lag(trio.current_time())
 
     def evict_slow_consumer(self) -> None:
         """A fan-out found the outbox full: Close if the socket takes it now,

@@ -33,6 +33,15 @@ T = TypeVar("T")
 
 
 @attrs.frozen
+class Lag:
+    """How far behind a connection is: how long its outbox has held a backlog
+    (the kernel would not take more), and how long it has been full."""
+
+    behind_seconds: float
+    full_seconds: float
+
+
+@attrs.frozen
 class OutboxStatistics:
     queued: int
     queued_bytes: int
@@ -59,6 +68,7 @@ class Outbox(Generic[T]):
         "_write_batch",
         "_writing",
         "backlog_since",
+        "full_since",
     )
 
     def __init__(self, capacity: int, max_bytes: int) -> None:
@@ -70,6 +80,7 @@ class Outbox(Generic[T]):
         self._max_bytes = max_bytes
         self._closed = False
         self.backlog_since: float | None = None
+        self.full_since: float | None = None
         self._space: trio.lowlevel.ParkingLot | None = None  # made when someone waits
         self._nursery: trio.Nursery | None = None
         self._write_batch: Callable[[list[T]], Awaitable[None]] | None = None
@@ -98,6 +109,8 @@ class Outbox(Generic[T]):
             self.backlog_since = trio.current_time()
         self._items.append((item, size))
         self._bytes += size
+        if self.full_since is None and self._is_full():
+            self.full_since = trio.current_time()
         if not self._writing and self._nursery is not None:
             self._writing = True
             self._nursery.start_soon(self._write_backlog)
@@ -111,6 +124,16 @@ class Outbox(Generic[T]):
                 self.done()
         finally:
             self._writing = False
+
+    def _is_full(self) -> bool:
+        count = len(self._items) + self._in_flight
+        return count >= self._capacity or self._bytes + self._in_flight_bytes >= self._max_bytes
+
+    def lag(self, now: float) -> Lag:
+        """How long this outbox has been behind, and full (0 if it is not)."""
+        behind = 0.0 if self.backlog_since is None else now - self.backlog_since
+        full = 0.0 if self.full_since is None else now - self.full_since
+        return Lag(behind_seconds=behind, full_seconds=full)
 
     def _fits(self, size: int) -> bool:
         count = len(self._items) + self._in_flight
@@ -137,6 +160,8 @@ class Outbox(Generic[T]):
         self._in_flight_bytes = 0
         if not self._items:
             self.backlog_since = None
+        if not self._is_full():
+            self.full_since = None
         self._wake_space_waiters()
 
     async def wait_for_space(self, size: int) -> None:
@@ -165,7 +190,7 @@ class Outbox(Generic[T]):
         self._closed = True
         self._items.clear()
         self._bytes = 0
-        self.backlog_since = None
+        self.backlog_since = self.full_since = None
         self._wake_space_waiters()
 
     @property

@@ -28,6 +28,7 @@ import trio
 
 from ..errors import HubError
 from ..protocol import CloseMessage, HubMessage
+from .outbox import Lag
 from .serialized import SerializedMessage
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,8 @@ class Recipient(Protocol):
     def evict_slow_consumer(self) -> None:
         """Close at once: the connection could not keep up with a fan-out."""
 
-    def backlog_seconds(self) -> float:
-        """How long the connection has been behind (its outbox not empty)."""
+    def lag(self) -> Lag:
+        """How long the connection has been behind, and full."""
 
     def request_close(self, message: CloseMessage) -> None:
         """Close politely (send ``message``, then close the transport)."""
@@ -81,7 +82,7 @@ class RouterStatistics:
     messages_sent: int
     deliveries: int
     evictions: int
-    recent_eviction_backlog_seconds: tuple[float, ...]
+    recent_evictions: tuple[Lag, ...]
     """For the latest evictions: how long each connection had been behind."""
 
 
@@ -130,7 +131,7 @@ class LocalRouter:
         self._messages_sent = 0
         self._deliveries = 0
         self._evictions = 0
-        self._eviction_backlogs: deque[float] = deque(maxlen=20)
+        self._recent_evictions: deque[Lag] = deque(maxlen=20)
 
     # -- membership ------------------------------------------------------------------------------
 
@@ -221,10 +222,13 @@ class LocalRouter:
         self._deliveries += delivered
         for connection in slow:
             self._evictions += 1
-            backlog = connection.backlog_seconds()
-            self._eviction_backlogs.append(round(backlog, 3))
+            lag = connection.lag()
+            self._recent_evictions.append(lag)
             log.warning(
-                "evicting slow consumer %s (behind for %.3f s)", connection.connection_id, backlog
+                "evicting slow consumer %s (behind for %.3f s, full for %.3f s)",
+                connection.connection_id,
+                lag.behind_seconds,
+                lag.full_seconds,
             )
             connection.evict_slow_consumer()
 
@@ -260,5 +264,5 @@ class LocalRouter:
             messages_sent=self._messages_sent,
             deliveries=self._deliveries,
             evictions=self._evictions,
-            recent_eviction_backlog_seconds=tuple(self._eviction_backlogs),
+            recent_evictions=tuple(self._recent_evictions),
         )
