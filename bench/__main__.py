@@ -3,6 +3,8 @@
     python -m bench fanout                    # voisnap, websockets, python-socketio
     python -m bench all --targets voisnap,websockets
     python -m bench fanout --quick            # a few seconds: proves the harness works
+    python -m bench fanout --targets voisnap --url http://127.0.0.1:8080 --token "$TOKEN" \
+        [--server-pid PID]                    # a voisnap you started yourself
 
 Every target runs the same scenario with the same Node load generator, one after
 the other, in one run. Results go to ``bench/results/<time>-<scenario>.json``
@@ -17,7 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from .harness import LoadGenerator, ServerUnderTest, peer_server, voisnap_server
+from .harness import (
+    LoadGenerator,
+    ServerUnderTest,
+    external_voisnap,
+    peer_server,
+    voisnap_server,
+)
 from .report import plot, summarize
 from .scenarios import SCENARIOS
 
@@ -68,7 +76,7 @@ def main() -> None:
             options["subscribers"] = arguments.subscribers
         result = {"scenario": scenario, "options": options, "targets": {}}
         for target in targets:
-            result["targets"][target] = _run(scenario, target, options, arguments.workers)
+            result["targets"][target] = _run(scenario, target, options, arguments)
         path = RESULTS / f"{stamp}-{scenario}.json"
         path.write_text(json.dumps(result, indent=2))
         plot(result, path.with_suffix(""))
@@ -76,11 +84,11 @@ def main() -> None:
         print(f"results: {path}")
 
 
-def _run(scenario: str, target: str, options: dict, workers: int) -> dict:
+def _run(scenario: str, target: str, options: dict, arguments: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as data_dir:
-        server = _server(target, Path(data_dir), scenario)
+        server = _server(target, Path(data_dir), arguments)
         server.start()
-        load = LoadGenerator(workers)
+        load = LoadGenerator(arguments.workers)
         try:
             outcome = SCENARIOS[scenario](server, load, options)
         finally:
@@ -90,9 +98,11 @@ def _run(scenario: str, target: str, options: dict, workers: int) -> dict:
         return outcome
 
 
-def _server(target: str, data_dir: Path, scenario: str) -> ServerUnderTest:
+def _server(target: str, data_dir: Path, arguments: argparse.Namespace) -> ServerUnderTest:
+    if target == "voisnap" and arguments.url:
+        return external_voisnap(arguments.url, arguments.token, arguments.server_pid)
     if target == "voisnap":
-        # The peers do not ping; neither should voisnap skew the idle scenario.
+        # The quick slow-consumer run publishes 30 KB messages: over the 32 KiB default.
         return voisnap_server(data_dir, {"max_message_size": str(64 * 1024)})
     return peer_server(target)
 
@@ -108,6 +118,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
     parser.add_argument("--subscribers", type=int, default=0, help="override the scenario's N")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument("--url", help="bench a voisnap already running at this http:// URL")
+    parser.add_argument("--token", default="", help="an access token for --url")
+    parser.add_argument("--server-pid", type=int, help="the --url server's pid, to sample it")
     return parser
 
 

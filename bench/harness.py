@@ -43,19 +43,26 @@ def _raise_fd_limit() -> None:
 
 @attrs.define
 class ServerUnderTest:
-    """A server process: voisnap, or a peer from bench/peers."""
+    """A server process: voisnap, or a peer from bench/peers; or a server that
+    runs elsewhere (``external``), sampled only if its ``pid`` is known."""
 
     name: str
-    command: list[str]
+    command: list[str] = attrs.Factory(list)
     env: dict[str, str] = attrs.Factory(dict)
     process: subprocess.Popen | None = None
     host: str = "127.0.0.1"
     port: int = 0
     token: str = ""
     samples: list[tuple[float, int, float]] = attrs.Factory(list)  # (t, rss, cpu seconds)
+    pid: int | None = None
+    external: bool = False
     _sampling: bool = False
 
     def start(self, timeout: float = 30.0) -> None:
+        if self.external:
+            if self.pid is not None:
+                self._start_sampling()
+            return
         self.process = subprocess.Popen(
             self.command,
             stdout=subprocess.PIPE,
@@ -75,6 +82,7 @@ class ServerUnderTest:
                 break
             if "listening on" in line:
                 self.port = int(line.strip().rsplit(":", 1)[1])
+                self.pid = self.process.pid
                 self._start_sampling()
                 return
         self.stop()
@@ -85,9 +93,9 @@ class ServerUnderTest:
         threading.Thread(target=self._sample, daemon=True).start()
 
     def _sample(self) -> None:
-        handle = psutil.Process(self.process.pid)
+        handle = psutil.Process(self.pid)
         started = time.monotonic()
-        while self._sampling and self.process.poll() is None:
+        while self._sampling and handle.is_running():
             try:
                 cpu = handle.cpu_times()
                 self.samples.append(
@@ -97,11 +105,15 @@ class ServerUnderTest:
                 return
             time.sleep(0.2)
 
-    def rss(self) -> int:
-        return psutil.Process(self.process.pid).memory_info().rss
+    def rss(self) -> float:
+        if self.pid is None:
+            return math.nan
+        return psutil.Process(self.pid).memory_info().rss
 
     def cpu_seconds(self) -> float:
-        cpu = psutil.Process(self.process.pid).cpu_times()
+        if self.pid is None:
+            return math.nan
+        cpu = psutil.Process(self.pid).cpu_times()
         return cpu.user + cpu.system
 
     def stop(self) -> None:
@@ -148,6 +160,14 @@ def voisnap_server(data_dir: Path, settings: dict[str, str] | None = None) -> Se
         text=True,
     ).stdout.strip()
     return server
+
+
+def external_voisnap(url: str, token: str, pid: int | None) -> ServerUnderTest:
+    """A voisnap that is already running at ``url`` (http://host:port)."""
+    host, port = url.split("://", 1)[-1].rstrip("/").rsplit(":", 1)
+    return ServerUnderTest(
+        "voisnap", host=host, port=int(port), token=token, pid=pid, external=True
+    )
 
 
 def peer_server(name: str) -> ServerUnderTest:

@@ -79,11 +79,11 @@ def plot(result: dict, stem: Path) -> None:
 
 def _plot_latency(result: dict, path: Path) -> None:
     figure, axes = plt.subplots(figsize=(8, 5))
-    for target, outcome in result["targets"].items():
+    for index, (target, outcome) in enumerate(result["targets"].items()):
         rates = [step["deliveries_per_second"] for step in outcome["steps"]]
         for key, style in (("p50", ":"), ("p99", "-")):
             values = [step["latency"][key] for step in outcome["steps"]]
-            axes.plot(rates, values, style, marker="o", label=f"{target} {key}")
+            axes.plot(rates, values, style, marker="o", color=f"C{index}", label=f"{target} {key}")
     axes.axhline(100, color="grey", linewidth=0.8)
     axes.set_xlabel("deliveries per second")
     axes.set_ylabel("latency (ms)")

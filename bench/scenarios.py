@@ -244,6 +244,8 @@ def _wait_settled(server: ServerUnderTest, quiet: float = 1.0, timeout: float = 
     """Wait until the server's CPU use settles after a connection storm."""
     deadline = time.monotonic() + timeout
     last = server.cpu_seconds()
+    if math.isnan(last):
+        return  # not sampled (a server at a URL, without its pid)
     while time.monotonic() < deadline:
         time.sleep(quiet)
         now = server.cpu_seconds()

@@ -15,7 +15,7 @@ from pathlib import Path
 import attrs
 import trio
 
-from .config import Settings, env_name, flag_name, settings_from
+from .config import Settings, env_name, flag_name, is_repeatable, settings_from
 from .server.auth import TokenAuthority
 from .server.secrets import SECRET_ENV, load_secret
 
@@ -51,7 +51,7 @@ def _add_setting(parser: argparse.ArgumentParser, field: attrs.Attribute) -> Non
             default=None,
             help=help_text,
         )
-    elif field.name == "cors_origins":
+    elif is_repeatable(field):
         parser.add_argument(flag, dest=field.name, action="append", default=None, help=help_text)
     else:
         kind = {"int": int, "float": float}.get(str(field.type), str)
@@ -63,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.command == "token":
         return _token(arguments)
     overrides = {field.name: getattr(arguments, field.name) for field in attrs.fields(Settings)}
-    if overrides.get("cors_origins"):
-        overrides["cors_origins"] = tuple(overrides["cors_origins"])
     try:
         settings = settings_from(overrides)
     except ValueError as error:
@@ -82,7 +80,11 @@ def _serve(settings: Settings) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    hubs = create_app(settings)
+    try:
+        hubs = create_app(settings)
+    except ValueError as error:
+        print(f"voisnap serve: {error}", file=sys.stderr)
+        return 2
     trio.run(partial(serve, settings, hubs, ready=_print_ready))
     return 0
 

@@ -29,6 +29,16 @@ def setting(default: Any, help: str, **kwargs: Any) -> Any:
     return attrs.field(default=default, metadata={"help": help}, **kwargs)
 
 
+def repeatable(help: str, flag: str, separator: str) -> Any:
+    """A list setting: the flag is given once per value, the variable joins the
+    values with ``separator``."""
+    return attrs.field(
+        default=(),
+        converter=tuple,
+        metadata={"help": help, "flag": flag, "separator": separator},
+    )
+
+
 @attrs.frozen
 class Settings:
     # -- where to listen and keep data --
@@ -40,8 +50,10 @@ class Settings:
 
     # -- security --
     jwt_algorithm: str = setting("HS256", "JWT signing algorithm (HS256, HS384 or HS512)")
-    cors_origins: tuple[str, ...] = setting(
-        (), "browser origin allowed for CORS and WebSocket upgrades (repeatable)", converter=tuple
+    cors_origins: tuple[str, ...] = repeatable(
+        "browser origin allowed for CORS and WebSocket upgrades (repeatable)",
+        flag="--cors-origin",
+        separator=",",
     )
     certfile: str | None = setting(None, "TLS certificate (PEM); with --keyfile, serve HTTPS/WSS")
     keyfile: str | None = setting(None, "TLS private key (PEM)")
@@ -64,6 +76,23 @@ class Settings:
     )
     client_result_timeout: float = setting(
         30.0, "seconds a hub method waits for a client result before giving up"
+    )
+
+    # -- transports (TransportProtocols.md) --
+    hub_transports: tuple[str, ...] = repeatable(
+        "PATH=TRANSPORT,...: the transports a hub offers, of WebSockets, ServerSentEvents "
+        "and LongPolling (repeatable; a hub not named offers all three)",
+        flag="--hub-transports",
+        separator=";",
+    )
+    long_polling_timeout: float = setting(
+        90.0, "seconds a long poll waits for messages before it returns empty"
+    )
+    stateful_reconnect: bool = setting(
+        True, "let clients that ask for it resume a dropped WebSocket (stateful reconnect)"
+    )
+    stateful_reconnect_buffer_size: int = setting(
+        100_000, "bytes of unacknowledged messages kept per connection for stateful reconnect"
     )
 
     # -- limits --
@@ -98,10 +127,12 @@ def env_name(field_name: str) -> str:
 
 
 def flag_name(field_name: str) -> str:
-    # cors_origins is given one origin at a time: --cors-origin A --cors-origin B
-    if field_name == "cors_origins":
-        return "--cors-origin"
-    return "--" + field_name.replace("_", "-")
+    field = attrs.fields_dict(Settings)[field_name]
+    return field.metadata.get("flag") or "--" + field_name.replace("_", "-")
+
+
+def is_repeatable(field: attrs.Attribute) -> bool:
+    return "separator" in field.metadata
 
 
 def settings_from(
@@ -134,6 +165,7 @@ def parse_env(field: attrs.Attribute, text: str) -> Any:
             return float(text)
     except ValueError:
         raise ValueError(f"{env_name(field.name)}={text!r} is not a valid {kind}") from None
-    if field.name == "cors_origins":
-        return tuple(origin.strip() for origin in text.split(",") if origin.strip())
+    if is_repeatable(field):
+        values = text.split(field.metadata["separator"])
+        return tuple(value.strip() for value in values if value.strip())
     return text

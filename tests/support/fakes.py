@@ -68,6 +68,12 @@ class MemoryTransport:
     """The Transport protocol over two trio memory channels and an ``Outbox``."""
 
     transfer_format = TransferFormat.BINARY  # carries text and binary, like WebSockets
+    inherent_keep_alive = False
+    resumable = True
+
+    @staticmethod
+    def idle_seconds(now: float) -> float:
+        return 0.0  # a WebSocket is always ready to receive
 
     def __init__(
         self, *, capacity: int = 100, max_bytes: int = 1 << 20, client_buffer: float = math.inf

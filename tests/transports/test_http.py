@@ -300,18 +300,28 @@ async def test_http2_prior_knowledge_request_is_answered(server):
     assert response.json() == {"status": "ok"}
 
 
-async def test_hub_request_without_id_returns_400(server):
+async def test_hub_request_without_token_returns_401(server):
     with trio.fail_after(TIMEOUT):
         async with httpx.AsyncClient() as http:
-            response = await http.get(server.hub_url())
+            response = await http.get(server.hub_url(), params={"id": "nobody"})
+    assert response.status_code == 401
+
+
+async def test_hub_request_without_id_returns_400(server):
+    # Authenticated (auth comes first, as ASP.NET's authorization middleware does).
+    headers = {"Authorization": f"Bearer {server.token()}"}
+    with trio.fail_after(TIMEOUT):
+        async with httpx.AsyncClient() as http:
+            response = await http.get(server.hub_url(), headers=headers)
     assert response.status_code == 400
     assert response.text == "Connection ID required"
 
 
 async def test_hub_request_with_unknown_id_returns_404(server):
+    headers = {"Authorization": f"Bearer {server.token()}"}
     with trio.fail_after(TIMEOUT):
         async with httpx.AsyncClient() as http:
-            response = await http.post(server.hub_url(), params={"id": "nobody"})
+            response = await http.post(server.hub_url(), params={"id": "nobody"}, headers=headers)
     assert response.status_code == 404
     assert response.text == "No Connection with that ID"
 

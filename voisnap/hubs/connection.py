@@ -47,12 +47,14 @@ from ..protocol import (
     CONNECTION_CLOSED,
     NEED_DATA,
     PING,
+    AckMessage,
     CloseMessage,
     HandshakeRequest,
     HubMessage,
     HubProtocolConnection,
     InvocationMessage,
     RemoteProtocolError,
+    SequenceMessage,
     TransferFormat,
 )
 from ..routing.outbox import Lag
@@ -65,6 +67,7 @@ from .endpoint import HubEndpoint
 from .hub import GroupManager, Hub, HubCallerContext, HubClients
 from .invocations import Invocations, error_text
 from .liveness import Liveness, Verdict
+from .replay import Gap, ReplayBuffer, is_tracked
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ PING_MESSAGE = SerializedMessage(PING)  # one Ping, serialized once per wire for
 
 SLOW_CONSUMER = "Server closed the connection: the client was too slow to read its messages."
 TOKEN_EXPIRED = "Server closed the connection: the access token expired."
+RESUME_GAP = "Server closed the connection: messages it sent while the client was away are lost."
 SHUTTING_DOWN = "Server is shutting down."
 HANDSHAKE_CANCELED = "Handshake was canceled."
 CLOSED_WITH_ERROR = "Connection closed with an error."
@@ -84,16 +88,23 @@ def new_connection_id() -> str:
 class HubConnection:
     # one per connection: slots keep idle connections small
     __slots__ = (
+        "_adopted",
+        "_arrival",
         "_client_results",
         "_close_message",
+        "_coming",
         "_ended",
         "_failure",
         "_frames_received",
         "_liveness",
+        "_nursery",
         "_protocol",
         "_reading",
+        "_replay",
         "_serving",
+        "_stateful",
         "_stop_requested",
+        "_suspended",
         "connection_id",
         "endpoint",
         "items",
@@ -112,6 +123,7 @@ class HubConnection:
         transport: Transport,
         principal: Principal,
         connection_id: str | None = None,
+        stateful: bool = False,
     ) -> None:
         self.endpoint = endpoint
         self.settings: Settings = endpoint.settings
@@ -135,6 +147,15 @@ class HubConnection:
         self._reading = False
         self._ended = False
         self._frames_received = 0
+        # Stateful reconnect (``hubs.replay``): negotiated, then confirmed by a
+        # version 2 handshake on a transport that can resume (WebSockets).
+        self._stateful = stateful
+        self._replay: ReplayBuffer | None = None
+        self._nursery: trio.Nursery | None = None
+        self._suspended = False  # the client is away; messages wait in the replay buffer
+        self._arrival: trio.Event | None = None  # set when a resuming transport arrives
+        self._coming: tuple[Transport, trio.Event] | None = None  # the resuming transport
+        self._adopted: trio.Event | None = None  # set once the current transport is let go
         now = trio.current_time()
         self._liveness = Liveness(
             now,
@@ -150,16 +171,28 @@ class HubConnection:
 
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
-            self.transport.start(nursery)
-            # The transport may close under a reader that is busy elsewhere
-            # (waiting to pass an upload item on): stop serving then too.
-            self.transport.on_closed = self._stop_serving
+            self._nursery = nursery
+            self._use(self.transport)
             try:
                 await self._serve()
             finally:
                 self._ended = True
                 await self._close_transport()
+                self._let_go()
                 nursery.cancel_scope.cancel()
+
+    def _use(self, transport: Transport) -> None:
+        assert self._nursery is not None
+        self.transport = transport
+        transport.start(self._nursery)
+        transport.on_closed = self._transport_closed
+
+    def _transport_closed(self) -> None:
+        """The transport may close under a reader that is busy elsewhere
+        (waiting to pass an upload item on): stop serving then, unless the
+        client may come back on a new one (stateful reconnect)."""
+        if self._replay is None:
+            self._stop_serving()
 
     async def _serve(self) -> None:
         """Handshake, then read and dispatch until the client leaves or the
@@ -264,6 +297,8 @@ class HubConnection:
         assert self._protocol.protocol is not None
         protocol = self._protocol.protocol
         self.wire = wire_for(protocol, self.transport.framer_for(protocol.transfer_format))
+        if self._stateful and self._protocol.version >= 2 and self.transport.resumable:
+            self._replay = ReplayBuffer(self.settings.stateful_reconnect_buffer_size)
         await self.transport.send(self.wire.frame(response))
         return request
 
@@ -288,6 +323,8 @@ class HubConnection:
                 event = await self._next_event()
                 if event is CONNECTION_CLOSED:
                     return
+                if self._replay is not None and is_tracked(event) and not self._replay.accept():
+                    continue  # a copy a resuming client sent again
                 await dispatcher.dispatch(event)
         except ClientClosed:
             return
@@ -306,24 +343,129 @@ class HubConnection:
             self._reading = False
 
     async def _receive(self) -> bytes | None:
-        """The next bytes; ``None`` if the client went away."""
-        try:
-            data = await self.transport.receive_some()
-        except ConnectionClosed:
-            return None
-        self._frames_received += 1
-        return data
+        """The next bytes; ``None`` if the client went away (and, with stateful
+        reconnect, did not come back in time)."""
+        while True:
+            try:
+                data = await self.transport.receive_some()
+            except ConnectionClosed:
+                if self._replay is None or self._stop_requested or not await self._resume():
+                    return None
+                continue
+            self._frames_received += 1
+            return data
 
     def client_pinged(self) -> None:
         """HubConnectionContext: the client timeout starts with the first Ping."""
         self._liveness.client_pinged(trio.current_time())
 
+    # -- stateful reconnect (hubs.replay) -------------------------------------------------------
+
+    def client_acknowledged(self, sequence_id: int) -> None:
+        if self._replay is not None:
+            self._replay.client_acknowledged(sequence_id)
+
+    def client_resends_from(self, sequence_id: int) -> None:
+        if self._replay is not None and not self._replay.client_resends_from(sequence_id):
+            raise RemoteProtocolError("Sequence ID greater than amount of messages we've received.")
+
+    @property
+    def resumable(self) -> bool:
+        """A stateful client may come back to this connection on a new WebSocket."""
+        return self._replay is not None and not self._ended and not self._stop_requested
+
+    async def adopt(self, transport: Transport) -> None:
+        """The client came back on a new WebSocket (same connection token, no
+        handshake): hand it to the reader, which may not even have noticed the
+        old one is gone yet, and wait while the connection uses it."""
+        if not self.resumable:
+            return transport.abort()
+        if self._coming is not None:
+            self._coming[0].abort()  # an even newer one wins
+        used = trio.Event()
+        self._coming = (transport, used)
+        if self._arrival is not None:
+            self._arrival.set()
+        else:
+            self.transport.abort()  # the reader then finds the new transport waiting
+        await used.wait()
+
+    async def _resume(self) -> bool:
+        """The WebSocket is gone: wait up to ``disconnect_timeout`` for the
+        client to come back, then resend what it has not acknowledged. False
+        if it did not come back, or cannot be made whole."""
+        assert self._replay is not None and self.wire is not None
+        self._suspended = True
+        self._let_go()
+        if self._coming is None:
+            self._arrival = trio.Event()
+            with trio.move_on_after(self.settings.disconnect_timeout):
+                await self._arrival.wait()
+            self._arrival = None
+        if self._coming is None:
+            self._failure = self._failure or ConnectionClosed("the client did not come back")
+            return False
+        transport, self._adopted = self._coming
+        self._coming = None
+        self._use(transport)
+        self._protocol.discard_partial()
+        return await self._replay_to_client()
+
+    async def _replay_to_client(self) -> bool:
+        """Our Sequence, then every unacknowledged message in order, including
+        those recorded while we resend; then back to sending directly."""
+        assert self._replay is not None and self.wire is not None
+        first = self._replay.first_unacknowledged()
+        if not isinstance(first, Gap):
+            sequence = SequenceMessage(sequence_id=first)
+            await self.transport.send(self.wire.frame(self._protocol.send(sequence)))
+            resend = self._replay.frames_from(first)
+            while resend and not isinstance(resend, Gap):
+                for number, frame in resend:
+                    await self.transport.send(frame)
+                    first = number + 1
+                resend = self._replay.frames_from(first)
+            if not isinstance(resend, Gap):
+                self._suspended = False  # caught up, with no await since the last look
+                return True
+        log.info("connection %s cannot resume: messages were dropped", self.connection_id)
+        close = CloseMessage(error=RESUME_GAP, allow_reconnect=True)
+        self._fail(close, ConnectionClosed(RESUME_GAP))
+        return False
+
+    def _acknowledge(self) -> None:
+        """An Ack for what the client sent since the last one (the JS client and
+        ASP.NET acknowledge at most once a second, too)."""
+        assert self._replay is not None and self.wire is not None
+        sequence_id = self._replay.ack_due()
+        if sequence_id is not None:
+            ack = self.wire.frame(self._protocol.send(AckMessage(sequence_id=sequence_id)))
+            with contextlib.suppress(trio.WouldBlock):
+                self.transport.send_nowait(ack)
+
+    def _let_go(self) -> None:
+        """Release the request that brought the current transport, if adopted."""
+        if self._adopted is not None:
+            self._adopted.set()
+            self._adopted = None
+
     # -- the heartbeat ---------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
         """Called by the server's heartbeat (``hubs.heartbeat``) about once a second."""
-        if self.wire is None or self._ended:
+        if self._ended:
             return
+        if self.transport.inherent_keep_alive:
+            # Long polling: a client with no poll in flight for the disconnect
+            # timeout is gone (ASP.NET reaps it the same way).
+            if self.transport.idle_seconds(now) >= self.settings.disconnect_timeout:
+                self._failure = self._failure or ConnectionClosed("the client stopped polling")
+                self.transport.abort()
+            return
+        if self.wire is None or self._suspended:
+            return
+        if self._replay is not None:
+            self._acknowledge()
         verdict = self._liveness.check(now, self.transport.frames_accepted, self._frames_received)
         match verdict:
             case Verdict.PING:
@@ -349,13 +491,25 @@ class HubConnection:
     def send_nowait(self, message: SerializedMessage) -> None:
         """The fan-out entry point: the frame for this connection's wire, handed
         to the transport without waiting. ``trio.WouldBlock`` if the outbox is full."""
-        if self.wire is not None:
-            self.transport.send_nowait(message.frame_for(self.wire))
+        if self.wire is None:
+            return
+        frame = message.frame_for(self.wire)
+        if self._replay is not None and is_tracked(message.message):
+            self._replay.sent(frame)
+            if self._suspended:
+                return  # resent when the client comes back
+        self.transport.send_nowait(frame)
 
     async def send_message(self, message: HubMessage) -> None:
         """Send one message to this client, waiting for room in the outbox."""
-        if self.wire is not None and not self._ended:
-            await self.transport.send(self.wire.frame(self._protocol.send(message)))
+        if self.wire is None or self._ended:
+            return
+        frame = self.wire.frame(self._protocol.send(message))
+        if self._replay is not None and is_tracked(message):
+            self._replay.sent(frame)
+            if self._suspended:
+                return
+        await self.transport.send(frame)
 
     async def invoke_client(self, target: str, arguments: tuple[Any, ...], timeout: float) -> Any:
         if self._ended:

@@ -35,18 +35,26 @@ class ClientClosed(Exception):
     """The client sent a Close message: the connection ends, without error."""
 
 
-class TimeoutWatch(Protocol):
+class ConnectionHooks(Protocol):
+    """What the dispatcher tells the connection itself."""
+
     def client_pinged(self) -> None:
         """The client sent a Ping: from now on, silence means it is gone."""
+
+    def client_acknowledged(self, sequence_id: int) -> None:
+        """Stateful reconnect: the client processed our messages up to here."""
+
+    def client_resends_from(self, sequence_id: int) -> None:
+        """Stateful reconnect: after a reconnect, the client resends from here."""
 
 
 class Dispatcher:
     def __init__(
-        self, invocations: Invocations, client_results: ClientResults, watch: TimeoutWatch
+        self, invocations: Invocations, client_results: ClientResults, hooks: ConnectionHooks
     ) -> None:
         self._invocations = invocations
         self._client_results = client_results
-        self._watch = watch
+        self._hooks = hooks
 
     async def dispatch(self, message: HubMessage) -> None:
         match message:
@@ -62,13 +70,13 @@ class Dispatcher:
             case CancelInvocationMessage():
                 self._invocations.cancel(message.invocation_id)
             case PingMessage():
-                self._watch.client_pinged()
+                self._hooks.client_pinged()
             case CloseMessage():
                 raise ClientClosed(message.error or "")
-            case AckMessage() | SequenceMessage():
-                # Stateful reconnect only; a connection that did not negotiate
-                # it has nothing to acknowledge or resume.
-                pass
+            case AckMessage():
+                self._hooks.client_acknowledged(message.sequence_id)
+            case SequenceMessage():
+                self._hooks.client_resends_from(message.sequence_id)
 
     async def _completion(self, message: CompletionMessage) -> None:
         """A Completion ends an upload stream or answers a client result. One

@@ -15,14 +15,19 @@ import attrs
 
 from ..config import Settings
 from ..protocol import HubProtocol, JsonHubProtocol
+from ..protocol.msgpack_codec import MessagePackHubProtocol
 from ..routing.router import LocalRouter, Router
+from ..transports.base import ALL_TRANSPORTS, TransportType
 from .methods import HubMethod, describe_methods
 
+# One instance of each codec for the whole server: a SerializedMessage caches
+# records per codec instance, so sharing them is what makes "once per protocol".
 JSON = JsonHubProtocol()
+MESSAGEPACK = MessagePackHubProtocol()
 
 
 def default_protocols() -> dict[str, HubProtocol]:
-    return {JSON.name: JSON}
+    return {JSON.name: JSON, MESSAGEPACK.name: MESSAGEPACK}
 
 
 @attrs.define
@@ -33,6 +38,7 @@ class HubEndpoint:
     services: Any = None
     router: Router = attrs.Factory(LocalRouter)
     protocols: dict[str, HubProtocol] = attrs.Factory(default_protocols)
+    transports: tuple[TransportType, ...] = ALL_TRANSPORTS
     methods: dict[str, HubMethod] = attrs.field(init=False)
     result_ids: itertools.count = attrs.field(init=False, factory=lambda: itertools.count(1))
 

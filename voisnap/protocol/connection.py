@@ -160,6 +160,11 @@ class HubProtocolConnection:
         assert self.protocol is not None
         return self.protocol.write(message)
 
+    def discard_partial(self) -> None:
+        """Drop received bytes that do not form a whole record: the transport
+        under them is gone, and a resuming client sends them again."""
+        self._framing.take_buffered()
+
     def close(self) -> None:
         self.state = ConnectionState.CLOSED
 

@@ -117,6 +117,11 @@ class BinaryFraming:
     def buffered(self) -> int:
         return len(self._buffer)
 
+    def take_buffered(self) -> bytes:
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+        return rest
+
     @staticmethod
     def frame(record: bytes) -> bytes:
         return encode_varint(len(record)) + record

@@ -141,6 +141,11 @@ class Outbox(Generic[T]):
         return count < self._capacity and (count == 0 or held + size <= self._max_bytes)
 
     @property
+    def queued(self) -> int:
+        """Items waiting for the writer (not counting a batch being written)."""
+        return len(self._items)
+
+    @property
     def empty(self) -> bool:
         """True when nothing is queued or being written."""
         return not self._items and not self._in_flight

@@ -7,6 +7,8 @@ Routes:
 - ``GET /healthz``: 200 while the server runs;
 - ``GET /stats``: counters (connections, deliveries, evictions) as JSON; no ids;
 - ``OPTIONS *``: CORS preflight, answered for the ``--cors-origin`` list only;
+- other requests to a hub path: Server-Sent Events and long polling
+  (``http_transports``);
 - a WebSocket to a hub path: the same admission as the front door, then the
   ASGI WebSocket transport.
 """
@@ -14,15 +16,15 @@ Routes:
 from __future__ import annotations
 
 import logging
-import socket
 from typing import Any
 
 from ..asgi import Receive, Scope, Send
 from ..transports.asgi_websocket import AsgiWebSocket
-from .connections import NO_CONNECTION
+from ..transports.base import TransportType
 from .http import HttpError, cors_headers, header_map, json_body, parse_query
+from .http_transports import HttpTransports
 from .hub_server import HubServer
-from .hypercorn_bridge import SOCKET_STATE_KEY
+from .hypercorn_bridge import socket_of
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,7 @@ class VoisnapApp:
     def __init__(self, hub_server: HubServer) -> None:
         self.hubs = hub_server
         self.settings = hub_server.settings
+        self.transports = HttpTransports(hub_server)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         match scope["type"]:
@@ -56,6 +59,9 @@ class VoisnapApp:
     # -- HTTP ------------------------------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "OPTIONS" and self.hubs.endpoint_for(scope["path"]) is not None:
+            # Server-Sent Events and long polling stream their responses.
+            return await self.transports.handle(scope, receive, send)
         headers = header_map(scope["headers"])
         cors = cors_headers(headers.get("origin"), self.settings.cors_origins)
         try:
@@ -82,8 +88,6 @@ class VoisnapApp:
         if path.endswith("/negotiate") and method == "POST":
             document = self.hubs.negotiate(path.removesuffix("/negotiate"), headers, query)
             return 200, "application/json", json_body(document), []
-        if self.hubs.endpoint_for(path) is not None:
-            return self._hub_request(method, query)
         raise HttpError(404, "Not Found")
 
     def _preflight(self, headers: dict[str, str]) -> tuple[int, str, bytes, list]:
@@ -102,16 +106,6 @@ class VoisnapApp:
             ],
         )
 
-    def _hub_request(self, method: str, query: dict[str, str]) -> tuple[int, str, bytes, list]:
-        """A non-WebSocket request to a hub path (TransportProtocols.md): only
-        WebSockets are served for now, so only the errors are answered here."""
-        token = query.get("id")
-        if not token:
-            raise HttpError(400, "Connection ID required")
-        if method == "POST" and self.hubs.registry.is_active(token):
-            raise HttpError(405, "POST requests are not allowed for WebSocket connections.")
-        raise HttpError(404, NO_CONNECTION)
-
     # -- WebSockets (the slow path) --------------------------------------------------------------
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -120,7 +114,10 @@ class VoisnapApp:
             return
         try:
             admission = self.hubs.admit(
-                scope["path"], header_map(scope["headers"]), parse_query(scope["query_string"])
+                scope["path"],
+                header_map(scope["headers"]),
+                parse_query(scope["query_string"]),
+                TransportType.WEB_SOCKETS,
             )
         except HttpError as error:
             return await _deny(scope, send, error)
@@ -130,14 +127,9 @@ class VoisnapApp:
             send,
             capacity=self.settings.outbox_capacity,
             max_bytes=self.settings.outbox_max_bytes,
-            sock=_socket_of(scope),
+            sock=socket_of(scope),
         )
         await self.hubs.serve(admission, transport)
-
-
-def _socket_of(scope: Scope) -> socket.socket | None:
-    handle = scope.get("state", {}).get(SOCKET_STATE_KEY)
-    return None if handle is None else handle.socket
 
 
 async def _read_body(receive: Receive) -> bytes:

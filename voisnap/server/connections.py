@@ -2,38 +2,50 @@
 
 TransportProtocols.md, "POST [endpoint-base]/negotiate": negotiate creates a
 connection and returns its public ``connectionId`` and, from negotiate version
-1, a secret ``connectionToken`` that the transport request presents as ``id``.
+1, a secret ``connectionToken`` that every transport request presents as ``id``.
 The two are kept apart: the id may be shown to other clients (client results
 address connections by id), the token proves ownership.
 
-A token is good for one transport (here: one WebSocket). It must be claimed
-within ``disconnect_timeout`` (ASP.NET's DisconnectTimeout, 15 s), by the user
-who negotiated it (using someone else's token is refused), for the hub it was
-negotiated for; it is forgotten when its connection ends, and reusing it then
-gives 404, as in ASP.NET Core.
+A token must be used within ``disconnect_timeout`` (ASP.NET's
+DisconnectTimeout, 15 s), by the user who negotiated it (using someone else's
+token is refused), for the hub it was negotiated for. Its first transport
+request binds it to that transport: a WebSocket or an event stream holds it for
+as long as it lasts; long polling comes back with it for every poll and send.
+When its connection ends the token is forgotten, and reusing it gives 404, as
+in ASP.NET Core.
 """
 
 from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
+from typing import Any
 
 import attrs
 import trio
 
 from ..principal import Principal
+from ..transports.base import TransportType
 from .http import HttpError
 
 NO_CONNECTION = "No Connection with that ID"
 
 
-@attrs.define
+@attrs.define(eq=False)
 class NegotiatedConnection:
     connection_id: str
     connection_token: str
     hub_path: str
     principal: Principal
     created_at: float
+    stateful: bool = False
+    """The client asked for stateful reconnect, and the server allows it."""
+    transport_type: TransportType | None = None
+    """Set by the first transport request."""
+    transport: Any = None
+    """The transport that holds the token (for requests that come back to it)."""
+    connection: Any = None
+    """The HubConnection, once it runs."""
 
 
 def new_secret_id() -> str:
@@ -46,7 +58,9 @@ class ConnectionRegistry:
         self._pending: OrderedDict[str, NegotiatedConnection] = OrderedDict()
         self._active: dict[str, NegotiatedConnection] = {}
 
-    def negotiate(self, hub_path: str, principal: Principal, version: int) -> NegotiatedConnection:
+    def negotiate(
+        self, hub_path: str, principal: Principal, version: int, *, stateful: bool = False
+    ) -> NegotiatedConnection:
         self._forget_expired()
         connection_id = new_secret_id()
         # Version 0 has no token: the client presents the connection id itself.
@@ -57,28 +71,44 @@ class ConnectionRegistry:
             hub_path=hub_path,
             principal=principal,
             created_at=trio.current_time(),
+            stateful=stateful,
         )
         self._pending[token] = negotiated
         return negotiated
 
-    def claim(self, token: str, hub_path: str, principal: Principal) -> NegotiatedConnection:
-        """Hand a negotiated connection to its transport, or refuse with the
-        status ASP.NET Core uses."""
+    def claim(
+        self, token: str, hub_path: str, principal: Principal, transport_type: TransportType
+    ) -> tuple[NegotiatedConnection, bool]:
+        """The connection ``token`` names, checked against who asks and how;
+        True if this request is its first (it starts the connection). Refuses
+        with the statuses ASP.NET Core uses."""
         self._forget_expired()
-        if token in self._active:
-            raise HttpError(409, "Another transport is already using this connection.")
-        negotiated = self._pending.get(token)
+        negotiated = self._active.get(token)
+        first = negotiated is None
+        if first:
+            negotiated = self._pending.get(token)
         if negotiated is None or negotiated.hub_path != hub_path:
             raise HttpError(404, NO_CONNECTION)
         owner = negotiated.principal
         if (owner.user_id, owner.tenant_id) != (principal.user_id, principal.tenant_id):
             raise HttpError(403, "The connection token belongs to another user.")
-        del self._pending[token]
-        self._active[token] = negotiated
-        return negotiated
+        if first:
+            del self._pending[token]
+            self._active[token] = negotiated
+            negotiated.transport_type = transport_type
+        elif negotiated.transport_type is not transport_type:
+            raise HttpError(400, "Cannot change transports mid-connection")
+        return negotiated, first
 
-    def is_active(self, token: str) -> bool:
-        return token in self._active
+    def find(self, token: str, hub_path: str, principal: Principal) -> NegotiatedConnection:
+        """A connection already bound to its transport (for sends and closes)."""
+        negotiated = self._active.get(token)
+        if negotiated is None or negotiated.hub_path != hub_path:
+            raise HttpError(404, NO_CONNECTION)
+        owner = negotiated.principal
+        if (owner.user_id, owner.tenant_id) != (principal.user_id, principal.tenant_id):
+            raise HttpError(403, "The connection token belongs to another user.")
+        return negotiated
 
     def release(self, token: str) -> None:
         self._active.pop(token, None)

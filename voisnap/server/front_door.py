@@ -26,6 +26,7 @@ import socket
 import attrs
 import trio
 
+from ..transports.base import TransportType
 from ..transports.websockets import (
     DirectWebSocket,
     accept_upgrade,
@@ -176,7 +177,12 @@ class FrontDoor:
             return NOT_A_HUB_UPGRADE  # not a valid upgrade after all: hypercorn answers 400
         peer = _peer_of(sock)
         try:
-            admission = self.hubs.admit(request.path, request.headers, parse_query(request.query))
+            admission = self.hubs.admit(
+                request.path,
+                request.headers,
+                parse_query(request.query),
+                TransportType.WEB_SOCKETS,
+            )
         except HttpError as error:
             self._log(request, peer, error.status)
             await refuse_upgrade(sock, ws, error.status, error.text, error.headers)

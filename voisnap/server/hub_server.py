@@ -28,16 +28,12 @@ from ..hubs.endpoint import HubEndpoint
 from ..hubs.heartbeat import run_heartbeat
 from ..principal import Principal
 from ..protocol import CloseMessage
-from ..transports.base import Transport
+from ..transports.base import ALL_TRANSPORTS, Transport, TransportType, parse_hub_transports
 from .auth import TokenAuthority, token_from
-from .connections import ConnectionRegistry
+from .connections import ConnectionRegistry, NegotiatedConnection
 from .http import HttpError
 
 log = logging.getLogger(__name__)
-
-# The transports negotiate advertises. Server-Sent Events and long polling
-# arrive with their own issue; until then a client is offered WebSockets only.
-TRANSPORTS = [{"transport": "WebSockets", "transferFormats": ["Text", "Binary"]}]
 
 
 @attrs.frozen
@@ -47,7 +43,14 @@ class Admission:
     endpoint: HubEndpoint
     principal: Principal
     connection_id: str
-    connection_token: str | None
+    negotiated: NegotiatedConnection | None
+    """None when the client skipped negotiation (WebSockets only)."""
+    first: bool = True
+    """This request starts the connection (long polling comes back with more)."""
+
+    @property
+    def connection_token(self) -> str | None:
+        return None if self.negotiated is None else self.negotiated.connection_token
 
 
 class HubServer:
@@ -57,6 +60,8 @@ class HubServer:
         self.endpoints: dict[str, HubEndpoint] = {}
         self.registry = ConnectionRegistry(settings.disconnect_timeout)
         self.connections: set[HubConnection] = set()
+        self._background: trio.Nursery | None = None
+        self._hub_transports = parse_hub_transports(settings.hub_transports)
         self._idle = trio.Event()
         self._idle.set()
 
@@ -64,7 +69,11 @@ class HubServer:
         """Serve ``hub_class`` at ``path`` (``/hubs/chat``): one line per hub."""
         path = "/" + path.strip("/")
         endpoint = HubEndpoint(
-            path=path, hub_class=hub_class, settings=self.settings, services=services
+            path=path,
+            hub_class=hub_class,
+            settings=self.settings,
+            services=services,
+            transports=self._hub_transports.get(path, ALL_TRANSPORTS),
         )
         self.endpoints[path] = endpoint
         return endpoint
@@ -100,27 +109,61 @@ class HubServer:
         version = _negotiate_version(query.get("negotiateVersion"))
         if isinstance(version, str):
             return {"error": version}
-        negotiated = self.registry.negotiate(endpoint.path, principal, version)
+        # Stateful reconnect only when the client asks and the server allows
+        # it: the JS client refuses a server that offers it unasked.
+        stateful = self.settings.stateful_reconnect and query.get("useStatefulReconnect") == "true"
+        negotiated = self.registry.negotiate(endpoint.path, principal, version, stateful=stateful)
         response: dict[str, Any] = {
             "negotiateVersion": version,
             "connectionId": negotiated.connection_id,
         }
         if version >= 1:
             response["connectionToken"] = negotiated.connection_token
-        response["availableTransports"] = TRANSPORTS
+        response["availableTransports"] = [
+            {"transport": t.value, "transferFormats": t.transfer_formats}
+            for t in endpoint.transports
+        ]
+        if stateful:
+            response["useStatefulReconnect"] = True
         return response
 
-    def admit(self, path: str, headers: Mapping[str, str], query: Mapping[str, str]) -> Admission:
-        """Run the four checks for a transport request; HttpError if one fails."""
+    def admit(
+        self,
+        path: str,
+        headers: Mapping[str, str],
+        query: Mapping[str, str],
+        transport_type: TransportType,
+    ) -> Admission:
+        """Run the checks for a transport request; HttpError if one fails."""
+        endpoint = self._endpoint_or_404(path)
+        if transport_type not in endpoint.transports:
+            raise HttpError(
+                404, f"{transport_type.value} transport not supported by this end point type"
+            )
+        self.check_origin(headers)
+        principal = self.authenticate(headers, query)
+        token = query.get("id")
+        if not token:
+            if transport_type is not TransportType.WEB_SOCKETS:
+                raise HttpError(400, "Connection ID required")
+            # skipNegotiation: the client opened the WebSocket without negotiating.
+            return Admission(endpoint, principal, new_connection_id(), None)
+        negotiated, first = self.registry.claim(token, endpoint.path, principal, transport_type)
+        if not first and not _may_come_back(negotiated, transport_type):
+            raise HttpError(409, "Another transport is already using this connection.")
+        return Admission(endpoint, principal, negotiated.connection_id, negotiated, first)
+
+    def find(
+        self, path: str, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> NegotiatedConnection:
+        """The running connection a send or a close (POST, DELETE) is for."""
         endpoint = self._endpoint_or_404(path)
         self.check_origin(headers)
         principal = self.authenticate(headers, query)
         token = query.get("id")
         if not token:
-            # skipNegotiation: the client opened the WebSocket without negotiating.
-            return Admission(endpoint, principal, new_connection_id(), None)
-        negotiated = self.registry.claim(token, endpoint.path, principal)
-        return Admission(endpoint, principal, negotiated.connection_id, token)
+            raise HttpError(400, "Connection ID required")
+        return self.registry.find(token, endpoint.path, principal)
 
     def _endpoint_or_404(self, path: str) -> HubEndpoint:
         endpoint = self.endpoint_for(path)
@@ -130,14 +173,31 @@ class HubServer:
 
     # -- running connections ---------------------------------------------------------------------
 
+    def attach(self, nursery: trio.Nursery) -> None:
+        """Where connections that outlive their first request (long polling) run."""
+        self._background = nursery
+
+    def serve_in_background(self, admission: Admission, transport: Transport) -> None:
+        assert self._background is not None, "attach() a nursery first"
+        self._background.start_soon(self.serve, admission, transport)
+
     async def serve(self, admission: Admission, transport: Transport) -> None:
         """Run one admitted connection on ``transport`` until it ends."""
+        negotiated = admission.negotiated
+        if negotiated is not None and not admission.first:
+            # A stateful client coming back on a new WebSocket.
+            negotiated.transport = transport
+            return await negotiated.connection.adopt(transport)
         connection = HubConnection(
             endpoint=admission.endpoint,
             transport=transport,
             principal=admission.principal,
             connection_id=admission.connection_id,
+            stateful=negotiated is not None and negotiated.stateful,
         )
+        if admission.negotiated is not None:
+            admission.negotiated.transport = transport
+            admission.negotiated.connection = connection
         if not self.connections:
             self._idle = trio.Event()
         self.connections.add(connection)
@@ -172,6 +232,19 @@ class HubServer:
                 for path, endpoint in self.endpoints.items()
             },
         }
+
+
+def _may_come_back(negotiated: NegotiatedConnection, transport_type: TransportType) -> bool:
+    """A second request for a connection: long polling always comes back; a
+    WebSocket may, for a connection that does stateful reconnect."""
+    if transport_type is TransportType.LONG_POLLING:
+        return True
+    connection = negotiated.connection
+    return (
+        transport_type is TransportType.WEB_SOCKETS
+        and connection is not None
+        and connection.resumable
+    )
 
 
 def _negotiate_version(raw: str | None) -> int | str:

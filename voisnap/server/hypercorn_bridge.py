@@ -54,6 +54,12 @@ class SocketHandle:
         return self
 
 
+def socket_of(scope: Mapping[str, Any]) -> socket.socket | None:
+    """The TCP socket under an ASGI request (see ``HypercornBridge.serve_connection``)."""
+    handle = scope.get("state", {}).get(SOCKET_STATE_KEY)
+    return None if handle is None else handle.socket
+
+
 class RedactingLogger(Logger):
     """hypercorn's logger, with ``access_token`` values and Authorization headers
     removed from the access-log atoms: tokens never reach a log. Behind a

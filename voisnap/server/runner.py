@@ -65,6 +65,7 @@ async def serve(
         async with trio.open_nursery() as lifespan:
             await bridge.start(lifespan)
             async with trio.open_nursery() as connections:
+                hubs.attach(connections)
                 async with trio.open_nursery() as main:
                     main.start_soon(front_door.serve, listener, connections)
                     main.start_soon(hubs.run_heartbeat)

@@ -12,7 +12,6 @@ as the write in progress returns.
 from __future__ import annotations
 
 import socket
-import struct
 from collections.abc import Callable
 
 import trio
@@ -22,8 +21,6 @@ from ..errors import ConnectionClosed
 from ..protocol import TransferFormat
 from ..routing.outbox import Outbox
 from .frames import OPCODE_BINARY, OPCODE_TEXT, Frame, Framer, data_runs
-
-LINGER_ABORT = struct.pack("ii", 1, 0)
 
 
 class PlainFramer:
@@ -42,6 +39,12 @@ BINARY_MESSAGES = PlainFramer(OPCODE_BINARY)
 
 class AsgiWebSocket:
     transfer_format = TransferFormat.BINARY
+    inherent_keep_alive = False
+    resumable = True  # a stateful client may continue on a new WebSocket
+
+    @staticmethod
+    def idle_seconds(now: float) -> float:
+        return 0.0  # a WebSocket is always ready to receive
 
     def __init__(
         self,

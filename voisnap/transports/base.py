@@ -19,6 +19,7 @@ polling) offers the same small surface:
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from typing import Protocol
 
@@ -29,9 +30,50 @@ from ..routing.outbox import Outbox
 from .frames import Frame, Framer
 
 
+class TransportType(enum.Enum):
+    """TransportProtocols.md: the three transports, by the names negotiate uses."""
+
+    WEB_SOCKETS = "WebSockets"
+    SERVER_SENT_EVENTS = "ServerSentEvents"
+    LONG_POLLING = "LongPolling"
+
+    @property
+    def transfer_formats(self) -> list[str]:
+        """Server-Sent Events carry text only (TransportProtocols.md)."""
+        if self is TransportType.SERVER_SENT_EVENTS:
+            return [TransferFormat.TEXT.value]
+        return [TransferFormat.TEXT.value, TransferFormat.BINARY.value]
+
+
+ALL_TRANSPORTS = tuple(TransportType)
+
+
+def parse_hub_transports(entries: tuple[str, ...]) -> dict[str, tuple[TransportType, ...]]:
+    """``("/hubs/chat=WebSockets,LongPolling", ...)`` -> {path: transports}."""
+    hubs: dict[str, tuple[TransportType, ...]] = {}
+    for entry in entries:
+        path, separator, names = entry.partition("=")
+        if not separator or not path.strip():
+            raise ValueError(f"hub transports {entry!r}: expected PATH=TRANSPORT,...")
+        try:
+            chosen = tuple(TransportType(name.strip()) for name in names.split(",") if name.strip())
+        except ValueError as error:
+            known = ", ".join(t.value for t in TransportType)
+            raise ValueError(f"hub transports {entry!r}: {error} (known: {known})") from None
+        hubs["/" + path.strip().strip("/")] = chosen
+    return hubs
+
+
 class Transport(Protocol):
     transfer_format: TransferFormat
     """The formats this transport can carry: BINARY means text and binary."""
+
+    resumable: bool
+    """Stateful reconnect can continue on a new one (WebSockets only)."""
+
+    inherent_keep_alive: bool
+    """Long polling: the polls themselves show the client is alive, so no Pings
+    are sent and no client timeout applies (TransportProtocols.md)."""
 
     outbox: Outbox[Frame]
     """What the kernel has not taken yet (``routing.outbox``)."""
@@ -43,6 +85,11 @@ class Transport(Protocol):
     def closed(self) -> bool: ...
 
     def framer_for(self, transfer_format: TransferFormat) -> Framer: ...
+
+    def idle_seconds(self, now: float) -> float:
+        """How long the client has not been waiting for data (long polling:
+        no poll in flight); 0 for transports that are always waiting."""
+        ...
 
     async def receive_some(self) -> bytes: ...
 

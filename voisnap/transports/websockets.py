@@ -88,6 +88,12 @@ class DirectWebSocket:
     )
 
     transfer_format = TransferFormat.BINARY  # WebSockets carry text and binary
+    inherent_keep_alive = False
+    resumable = True  # a stateful client may continue on a new WebSocket
+
+    @staticmethod
+    def idle_seconds(now: float) -> float:
+        return 0.0  # a WebSocket is always ready to receive
 
     def __init__(
         self, sock: socket.socket, ws: Connection, *, capacity: int, max_bytes: int

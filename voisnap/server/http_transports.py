@@ -1,0 +1,176 @@
+"""The HTTP side of the hub transports: Server-Sent Events and long polling.
+
+TransportProtocols.md; the statuses are the ones the official clients expect
+(the wire reference, section 2):
+
+- ``GET {hub}?id=`` with ``Accept: text/event-stream``: the event stream;
+- ``GET {hub}?id=`` otherwise: a long poll. The first one starts the connection
+  and returns at once (200, empty); later ones wait for messages;
+- ``POST {hub}?id=``: client-to-server records (200, empty body), for either;
+  405 if the connection is a WebSocket;
+- ``DELETE {hub}?id=``: ends a long-polling connection (202).
+
+Every request carries the access token again, and must come from the user who
+negotiated the connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from ..asgi import Receive, Scope, Send
+from ..errors import ConnectionClosed
+from ..transports.base import TransportType
+from ..transports.long_polling import LongPolling
+from ..transports.sse import ServerSentEvents
+from .http import HttpError, cors_headers, header_map, parse_query
+from .hub_server import HubServer
+from .hypercorn_bridge import socket_of
+
+log = logging.getLogger(__name__)
+
+NO_CACHE = [
+    (b"cache-control", b"no-cache, no-store"),
+    (b"pragma", b"no-cache"),
+    (b"expires", b"Thu, 01 Jan 1970 00:00:00 GMT"),
+]
+OCTET_STREAM = (b"content-type", b"application/octet-stream")
+
+
+class HttpTransports:
+    def __init__(self, hubs: HubServer) -> None:
+        self.hubs = hubs
+        self.settings = hubs.settings
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request to a hub path that is not a WebSocket upgrade."""
+        headers = header_map(scope["headers"])
+        allowed = cors_headers(headers.get("origin"), self.settings.cors_origins)
+        cors = [(name.encode(), value.encode()) for name, value in allowed]
+        request = Request(scope, headers, parse_query(scope["query_string"]), receive, send, cors)
+        try:
+            match scope["method"]:
+                case "GET" if "text/event-stream" in headers.get("accept", ""):
+                    await self._event_stream(request)
+                case "GET":
+                    await self._poll(request)
+                case "POST":
+                    await self._post(request)
+                case "DELETE":
+                    await self._delete(request)
+                case _:
+                    raise HttpError(405, "Method Not Allowed")
+        except HttpError as error:
+            await request.respond(error.status, error.text.encode(), text=True)
+
+    # -- Server-Sent Events -------------------------------------------------------------------
+
+    async def _event_stream(self, request: Request) -> None:
+        admission = self.hubs.admit(
+            request.path, request.headers, request.query, TransportType.SERVER_SENT_EVENTS
+        )
+        transport = ServerSentEvents(
+            request.receive,
+            request.send,
+            capacity=self.settings.outbox_capacity,
+            max_bytes=self.settings.outbox_max_bytes,
+            sock=socket_of(request.scope),
+            extra_headers=request.cors,
+        )
+        await transport.open()
+        await self.hubs.serve(admission, transport)
+
+    # -- long polling -------------------------------------------------------------------------
+
+    async def _poll(self, request: Request) -> None:
+        admission = self.hubs.admit(
+            request.path, request.headers, request.query, TransportType.LONG_POLLING
+        )
+        if admission.first:
+            # The first poll starts the connection and returns at once: the
+            # client sends its handshake only after it (TransportProtocols.md).
+            transport = LongPolling(
+                capacity=self.settings.outbox_capacity,
+                max_bytes=self.settings.outbox_max_bytes,
+                poll_timeout=self.settings.long_polling_timeout,
+            )
+            self.hubs.serve_in_background(admission, transport)
+            return await request.respond(200, b"", headers=[OCTET_STREAM, *NO_CACHE])
+        assert admission.negotiated is not None
+        transport = admission.negotiated.transport
+        if transport is None or transport.closed:
+            return await request.respond(204, b"")
+        ended = await transport.poll(
+            lambda body: request.respond(200, body, headers=[OCTET_STREAM, *NO_CACHE]),
+            socket_of(request.scope),
+        )
+        if ended is not None:
+            await request.respond(204, b"")
+
+    async def _delete(self, request: Request) -> None:
+        negotiated = self.hubs.find(request.path, request.headers, request.query)
+        if negotiated.transport_type is not TransportType.LONG_POLLING:
+            raise HttpError(400, "DELETE is only for long polling connections.")
+        negotiated.transport.delete()
+        await request.respond(202, b"")
+
+    # -- sends, for both ----------------------------------------------------------------------
+
+    async def _post(self, request: Request) -> None:
+        negotiated = self.hubs.find(request.path, request.headers, request.query)
+        if negotiated.transport_type is TransportType.WEB_SOCKETS:
+            raise HttpError(405, "POST requests are not allowed for WebSocket connections.")
+        transport = negotiated.transport
+        if transport is None:
+            raise HttpError(404, "No Connection with that ID")
+        try:
+            await transport.posts.post(request.body())
+        except ConnectionClosed:
+            raise HttpError(404, "No Connection with that ID") from None
+        await request.respond(200, b"")
+
+
+class Request:
+    """One ASGI HTTP request, with what the handlers above need of it."""
+
+    def __init__(
+        self,
+        scope: Scope,
+        headers: dict[str, str],
+        query: dict[str, str],
+        receive: Receive,
+        send: Send,
+        cors: list[tuple[bytes, bytes]],
+    ) -> None:
+        self.scope = scope
+        self.path: str = scope["path"]
+        self.headers = headers
+        self.query = query
+        self.receive = receive
+        self.send = send
+        self.cors = cors
+
+    async def body(self) -> AsyncIterator[bytes]:
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                return
+            if message.get("body"):
+                yield message["body"]
+            if not message.get("more_body"):
+                return
+
+    async def respond(
+        self,
+        status: int,
+        body: bytes,
+        *,
+        headers: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
+        text: bool = False,
+    ) -> None:
+        raw = [*headers, *self.cors, (b"content-length", str(len(body)).encode())]
+        if text:
+            raw.append((b"content-type", b"text/plain; charset=utf-8"))
+        await self.send({"type": "http.response.start", "status": status, "headers": raw})
+        await self.send({"type": "http.response.body", "body": body})

@@ -1,0 +1,164 @@
+"""Long polling: the client asks for messages with GET, sends with POST, ends with DELETE.
+
+TransportProtocols.md, "Long Polling (Server-to-Client only)":
+
+- a poll (GET) is held until there are messages, which it returns (200, the raw
+  records, several at once), or until ``long_polling_timeout`` passes (200,
+  empty), after which the client polls again;
+- 204 means "this poll is over for good": the connection ended, a DELETE ended
+  it, or a newer poll replaced this one;
+- a POST carries client-to-server records; DELETE ends the connection (202).
+
+The connection outlives every request, so its messages wait in the outbox for
+the next poll (there is no writer task: the poll takes the batch). The polls
+are its keep-alive: no Pings are sent, no client timeout applies; instead a
+connection with no poll in flight for ``disconnect_timeout`` is gone
+(``idle_seconds``, checked by the heartbeat), as in ASP.NET Core.
+"""
+
+from __future__ import annotations
+
+import enum
+import socket
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from ..protocol import TransferFormat
+from ..routing.outbox import Outbox
+from .frames import Frame, Framer
+from .posts import PostedBytes
+from .sockets import cut_off
+
+
+class PlainFramer:
+    """A poll body is the records themselves, raw (no base64 for binary)."""
+
+    def frame(self, record: bytes) -> Frame:
+        return Frame(record)
+
+
+PLAIN = PlainFramer()
+
+
+class PollEnd(enum.Enum):
+    REPLACED = "a newer poll took over"
+    CLOSED = "the connection is over"
+
+
+class LongPolling:
+    transfer_format = TransferFormat.BINARY
+    inherent_keep_alive = True
+    resumable = False
+
+    def __init__(self, *, capacity: int, max_bytes: int, poll_timeout: float) -> None:
+        self.outbox: Outbox[Frame] = Outbox(capacity, max_bytes)
+        self.posts = PostedBytes()
+        self.frames_accepted = 0
+        self.on_closed: Callable[[], None] | None = None
+        self._poll_timeout = poll_timeout
+        self._closed = False
+        self._arrived = trio.lowlevel.ParkingLot()  # the poll in flight waits here
+        self._poll: trio.CancelScope | None = None
+        self._polling_socket: socket.socket | None = None
+        self._idle_since: float | None = trio.current_time()
+
+    @staticmethod
+    def framer_for(transfer_format: TransferFormat) -> Framer:
+        return PLAIN
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def start(self, nursery: trio.Nursery) -> None:
+        pass  # no writer task: each poll takes what is queued
+
+    def idle_seconds(self, now: float) -> float:
+        return 0.0 if self._idle_since is None else now - self._idle_since
+
+    # -- polls --------------------------------------------------------------------------------
+
+    async def poll(
+        self, respond: Callable[[bytes], Awaitable[None]], sock: socket.socket | None = None
+    ) -> PollEnd | None:
+        """One poll: wait (at most ``poll_timeout``) for messages, then hand them
+        (or nothing, on timeout) to ``respond``, which writes the 200 response.
+        Returns why this poll ends with 204 instead, if it does."""
+        if self._poll is not None:
+            self._poll.cancel()  # the older poll answers 204
+        scope = self._poll = trio.CancelScope()
+        self._idle_since = None
+        self._polling_socket = sock
+        try:
+            with scope, trio.move_on_after(self._poll_timeout):
+                while not self.outbox.queued and not self._closed:
+                    await self._arrived.park()
+            if scope.cancelled_caught:
+                return PollEnd.REPLACED
+            if self._closed:
+                return PollEnd.CLOSED
+            frames = self.outbox.take_all()
+            try:
+                await respond(b"".join(frame.data for frame in frames))
+            finally:
+                self.outbox.done()
+            return None
+        finally:
+            if self._poll is scope:
+                self._poll = None
+                self._polling_socket = None
+                self._idle_since = trio.current_time()
+
+    # -- the Transport interface --------------------------------------------------------------
+
+    async def receive_some(self) -> bytes:
+        return await self.posts.receive_some()
+
+    def send_nowait(self, frame: Frame) -> None:
+        if self._closed:
+            return
+        self.frames_accepted += 1
+        self.outbox.put_nowait(frame, frame.size)
+        self._arrived.unpark_all()
+
+    async def send(self, frame: Frame) -> None:
+        while True:
+            try:
+                return self.send_nowait(frame)
+            except trio.WouldBlock:
+                try:
+                    await self.outbox.wait_for_space(frame.size)
+                except trio.ClosedResourceError:
+                    return
+
+    async def aclose(self, last_frame: Frame | None, timeout: float) -> None:
+        """Queue ``last_frame`` for the next poll and wait (bounded) for a poll
+        to deliver it; later polls answer 204."""
+        if self._closed:
+            return
+        with trio.move_on_after(timeout):
+            if last_frame is not None:
+                await self.send(last_frame)
+            await self.outbox.wait_empty()
+        self._mark_closed()
+
+    def abort(self, last_frame: Frame | None = None) -> None:
+        """Close at once; a poll stuck writing to a stalled client is cut off."""
+        if self._polling_socket is not None and not self._closed:
+            cut_off(self._polling_socket)
+        self._mark_closed()
+
+    def delete(self) -> None:
+        """The client's DELETE: the connection is over."""
+        self._mark_closed()
+
+    def _mark_closed(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.outbox.close()
+        self.posts.close()
+        self._arrived.unpark_all()
+        if self.on_closed is not None:
+            self.on_closed()
