@@ -47,6 +47,7 @@ from voisnap.protocol import (
 )
 from voisnap.protocol.framing import TextFraming
 from voisnap.routing.outbox import Outbox
+from voisnap.transports.base import QueuedSends
 from voisnap.transports.frames import Frame, Framer
 
 RS = b"\x1e"
@@ -64,7 +65,7 @@ class PlainFramer:
 PLAIN_FRAMER = PlainFramer()
 
 
-class MemoryTransport:
+class MemoryTransport(QueuedSends):
     """The Transport protocol over two trio memory channels and an ``Outbox``."""
 
     transfer_format = TransferFormat.BINARY  # carries text and binary, like WebSockets
@@ -100,22 +101,6 @@ class MemoryTransport:
             return await self._incoming.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed("the test client is gone") from None
-
-    def send_nowait(self, frame: Frame) -> None:
-        if self._closed:
-            return
-        self.frames_accepted += 1
-        self.outbox.put_nowait(frame, frame.size)
-
-    async def send(self, frame: Frame) -> None:
-        while True:
-            try:
-                return self.send_nowait(frame)
-            except trio.WouldBlock:
-                try:
-                    await self.outbox.wait_for_space(frame.size)
-                except trio.ClosedResourceError:
-                    return
 
     def start(self, nursery: trio.Nursery) -> None:
         self.outbox.start_writer(nursery, self._write_batch)

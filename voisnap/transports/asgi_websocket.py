@@ -20,6 +20,7 @@ from ..asgi import Receive, Send
 from ..errors import ConnectionClosed
 from ..protocol import TransferFormat
 from ..routing.outbox import Outbox
+from .base import QueuedSends
 from .frames import OPCODE_BINARY, OPCODE_TEXT, Frame, Framer, data_runs
 
 
@@ -37,7 +38,7 @@ TEXT_MESSAGES = PlainFramer(OPCODE_TEXT)
 BINARY_MESSAGES = PlainFramer(OPCODE_BINARY)
 
 
-class AsgiWebSocket:
+class AsgiWebSocket(QueuedSends):
     transfer_format = TransferFormat.BINARY
     inherent_keep_alive = False
     resumable = True  # a stateful client may continue on a new WebSocket
@@ -85,22 +86,6 @@ class AsgiWebSocket:
         if message.get("bytes") is not None:
             return message["bytes"]
         return (message.get("text") or "").encode()
-
-    def send_nowait(self, frame: Frame) -> None:
-        if self._closed:
-            return
-        self.frames_accepted += 1
-        self.outbox.put_nowait(frame, frame.size)
-
-    async def send(self, frame: Frame) -> None:
-        while True:
-            try:
-                return self.send_nowait(frame)
-            except trio.WouldBlock:
-                try:
-                    await self.outbox.wait_for_space(frame.size)
-                except trio.ClosedResourceError:
-                    return
 
     async def _write_batch(self, frames: list[Frame]) -> None:
         """Each run of same-type records as one ASGI WebSocket message."""

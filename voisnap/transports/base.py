@@ -104,3 +104,41 @@ class Transport(Protocol):
     async def aclose(self, last_frame: Frame | None, timeout: float) -> None: ...
 
     def abort(self, last_frame: Frame | None = None) -> None: ...
+
+
+class QueuedSends:
+    """The sending half shared by transports whose every write goes through
+    their outbox (ASGI WebSocket, Server-Sent Events, long polling).
+    ``send_nowait`` queues; ``send`` waits for room (``send_waiting``)."""
+
+    __slots__ = ()
+    outbox: Outbox[Frame]
+    frames_accepted: int
+    closed: bool  # a property of each transport
+
+    def send_nowait(self, frame: Frame) -> None:
+        if self.closed:
+            return
+        self.frames_accepted += 1
+        self.outbox.put_nowait(frame, frame.size)
+        self._queued()
+
+    def _queued(self) -> None:
+        """Called after each frame is queued (long polling wakes its poll)."""
+
+    async def send(self, frame: Frame) -> None:
+        await send_waiting(self, frame)
+
+
+async def send_waiting(transport: Transport | QueuedSends, frame: Frame) -> None:
+    """Send ``frame``, waiting for room in the outbox while it is full: a
+    connection's own replies and streams (the caller's flow control), never a
+    fan-out. A frame for a transport that closes meanwhile is dropped."""
+    while True:
+        try:
+            return transport.send_nowait(frame)
+        except trio.WouldBlock:
+            try:
+                await transport.outbox.wait_for_space(frame.size)
+            except trio.ClosedResourceError:
+                return

@@ -26,6 +26,7 @@ import trio
 
 from ..protocol import TransferFormat
 from ..routing.outbox import Outbox
+from .base import QueuedSends
 from .frames import Frame, Framer
 from .posts import PostedBytes
 from .sockets import cut_off
@@ -46,7 +47,7 @@ class PollEnd(enum.Enum):
     CLOSED = "the connection is over"
 
 
-class LongPolling:
+class LongPolling(QueuedSends):
     transfer_format = TransferFormat.BINARY
     inherent_keep_alive = True
     resumable = False
@@ -115,22 +116,8 @@ class LongPolling:
     async def receive_some(self) -> bytes:
         return await self.posts.receive_some()
 
-    def send_nowait(self, frame: Frame) -> None:
-        if self._closed:
-            return
-        self.frames_accepted += 1
-        self.outbox.put_nowait(frame, frame.size)
-        self._arrived.unpark_all()
-
-    async def send(self, frame: Frame) -> None:
-        while True:
-            try:
-                return self.send_nowait(frame)
-            except trio.WouldBlock:
-                try:
-                    await self.outbox.wait_for_space(frame.size)
-                except trio.ClosedResourceError:
-                    return
+    def _queued(self) -> None:
+        self._arrived.unpark_all()  # the poll in flight, if any, takes it
 
     async def aclose(self, last_frame: Frame | None, timeout: float) -> None:
         """Queue ``last_frame`` for the next poll and wait (bounded) for a poll

@@ -25,6 +25,7 @@ import trio
 from ..asgi import Receive, Send
 from ..protocol import TransferFormat
 from ..routing.outbox import Outbox
+from .base import QueuedSends
 from .frames import Frame, Framer
 from .posts import PostedBytes
 from .sockets import cut_off
@@ -50,7 +51,7 @@ class EventFramer:
 EVENT_FRAMER = EventFramer()
 
 
-class ServerSentEvents:
+class ServerSentEvents(QueuedSends):
     transfer_format = TransferFormat.TEXT
     inherent_keep_alive = False
     resumable = False
@@ -109,22 +110,6 @@ class ServerSentEvents:
         return await self.posts.receive_some()
 
     # -- server to client: the event stream ---------------------------------------------------
-
-    def send_nowait(self, frame: Frame) -> None:
-        if self._closed:
-            return
-        self.frames_accepted += 1
-        self.outbox.put_nowait(frame, frame.size)
-
-    async def send(self, frame: Frame) -> None:
-        while True:
-            try:
-                return self.send_nowait(frame)
-            except trio.WouldBlock:
-                try:
-                    await self.outbox.wait_for_space(frame.size)
-                except trio.ClosedResourceError:
-                    return
 
     async def _write_batch(self, frames: list[Frame]) -> None:
         body = b"".join(frame.data for frame in frames)

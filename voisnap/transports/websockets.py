@@ -51,6 +51,7 @@ from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 from ..errors import ConnectionClosed
 from ..protocol import TransferFormat
 from ..routing.outbox import Outbox
+from .base import send_waiting
 from .frames import Frame, Framer
 from .ws_frames import BINARY_FRAMER, TEXT_FRAMER, coalesce, raw_frame
 
@@ -198,16 +199,7 @@ class DirectWebSocket:
         self.outbox.put_nowait(frame, frame.size)
 
     async def send(self, frame: Frame) -> None:
-        """Send ``frame``, waiting for room in the outbox (a connection's own
-        replies and streams: the caller's flow control, not a fan-out)."""
-        while True:
-            try:
-                return self.send_nowait(frame)
-            except trio.WouldBlock:
-                try:
-                    await self.outbox.wait_for_space(frame.size)
-                except trio.ClosedResourceError:
-                    return  # closed while waiting: the message has nowhere to go
+        await send_waiting(self, frame)
 
     def _send_control(self, data: bytes) -> None:
         try:
