@@ -95,6 +95,18 @@ class Settings:
         100_000, "bytes of unacknowledged messages kept per connection for stateful reconnect"
     )
 
+    # -- agents and tasks (the chat hub) --
+    agents_file: Path | None = setting(
+        None,
+        "TOML file configuring agents by id (the built-in agent 'sophon' always exists)",
+        converter=lambda value: None if value in (None, "") else Path(value),
+    )
+    agent_workers: int = setting(16, "tasks that run at once; the others wait in the queue")
+    agent_queue_limit: int = setting(1000, "tasks that may wait before new messages are refused")
+    agent_token_delay: float = setting(
+        0.03, "seconds between the built-in agent's streamed words (its writing pace)"
+    )
+
     # -- limits --
     max_message_size: int = setting(32 * KIB, "largest hub message a client may send, in bytes")
     outbox_capacity: int = setting(

@@ -6,6 +6,7 @@ from ..config import Settings
 from ..server.auth import TokenAuthority
 from ..server.hub_server import HubServer
 from ..server.secrets import load_secret
+from .chat import mount_chat
 from .playground import PlaygroundHub
 
 
@@ -14,4 +15,5 @@ def create_app(settings: Settings) -> HubServer:
     authority = TokenAuthority(load_secret(settings.data_dir), settings.jwt_algorithm)
     server = HubServer(settings, authority)
     server.mount("/hubs/playground", PlaygroundHub)
+    mount_chat(server)
     return server

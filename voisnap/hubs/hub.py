@@ -58,7 +58,7 @@ class ClientProxy:
     async def send(self, method: str, *args: Any) -> None:
         """Invoke ``method`` on every connection of this set, without waiting
         for any of them (a non-blocking invocation: no result comes back)."""
-        await self._router.send_group(self._key, _invocation(method, args), self._exclude)
+        await self._router.send_group(self._key, invocation_of(method, args), self._exclude)
 
 
 class SingleClientProxy:
@@ -72,7 +72,7 @@ class SingleClientProxy:
 
     async def send(self, method: str, *args: Any) -> None:
         await self._router.send_connection(
-            self._tenant_id, self._connection_id, _invocation(method, args)
+            self._tenant_id, self._connection_id, invocation_of(method, args)
         )
 
     async def invoke(self, method: str, *args: Any, timeout: float | None = None) -> Any:
@@ -89,7 +89,8 @@ class SingleClientProxy:
         )
 
 
-def _invocation(method: str, args: tuple[Any, ...]) -> InvocationMessage:
+def invocation_of(method: str, args: tuple[Any, ...]) -> InvocationMessage:
+    """A non-blocking Invocation of client method ``method``, its arguments as plain data."""
     return InvocationMessage(target=method, arguments=tuple(unstructure(arg) for arg in args))
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -94,6 +94,12 @@ class Router(Protocol):
     async def send_group(
         self, key: GroupKey, message: HubMessage, exclude: Collection[str] = ()
     ) -> None: ...
+
+    async def send_groups(
+        self, keys: Sequence[GroupKey], message: HubMessage, exclude: Collection[str] = ()
+    ) -> None:
+        """One message to the members of several groups, each connection once."""
+        ...
 
     async def send_connection(
         self, tenant_id: str, connection_id: str, message: HubMessage
@@ -187,6 +193,14 @@ class LocalRouter:
         self, key: GroupKey, message: HubMessage, exclude: Collection[str] = ()
     ) -> None:
         self.deliver(self._members.get(key), SerializedMessage(message), exclude)
+
+    async def send_groups(
+        self, keys: Sequence[GroupKey], message: HubMessage, exclude: Collection[str] = ()
+    ) -> None:
+        members: dict[str, Recipient] = {}
+        for key in keys:
+            members.update(self._members.get(key, {}))
+        self.deliver(members, SerializedMessage(message), exclude)
 
     async def send_connection(
         self, tenant_id: str, connection_id: str, message: HubMessage

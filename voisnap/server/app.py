@@ -6,6 +6,7 @@ Routes:
 - ``POST {hub}/negotiate``: TransportProtocols.md, "POST [endpoint-base]/negotiate";
 - ``GET /healthz``: 200 while the server runs;
 - ``GET /stats``: counters (connections, deliveries, evictions) as JSON; no ids;
+- the apps' REST routes (``server.routes``), authenticated like the hubs;
 - ``OPTIONS *``: CORS preflight, answered for the ``--cors-origin`` list only;
 - other requests to a hub path: Server-Sent Events and long polling
   (``http_transports``);
@@ -25,6 +26,7 @@ from .http import HttpError, cors_headers, header_map, json_body, parse_query
 from .http_transports import HttpTransports
 from .hub_server import HubServer
 from .hypercorn_bridge import socket_of
+from .routes import RestRequest, match
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ class VoisnapApp:
         cors = cors_headers(headers.get("origin"), self.settings.cors_origins)
         try:
             await _read_body(receive)
-            status, content_type, body, extra = self._route(scope, headers)
+            status, content_type, body, extra = await self._route(scope, headers)
         except HttpError as error:
             status, content_type, body, extra = (
                 error.status,
@@ -76,7 +78,7 @@ class VoisnapApp:
             )
         await _respond(send, status, content_type, body, [*extra, *cors])
 
-    def _route(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, bytes, list]:
+    async def _route(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, bytes, list]:
         method, path = scope["method"], scope["path"]
         query = parse_query(scope["query_string"])
         if method == "OPTIONS":
@@ -88,7 +90,21 @@ class VoisnapApp:
         if path.endswith("/negotiate") and method == "POST":
             document = self.hubs.negotiate(path.removesuffix("/negotiate"), headers, query)
             return 200, "application/json", json_body(document), []
-        raise HttpError(404, "Not Found")
+        return await self._rest(method, path, headers, query)
+
+    async def _rest(
+        self, method: str, path: str, headers: dict[str, str], query: dict[str, str]
+    ) -> tuple[int, str, bytes, list]:
+        """The apps' REST routes (``server.routes``), with the hubs' JWT."""
+        found = match(self.hubs.routes, method, path)
+        if found is None:
+            raise HttpError(404, "Not Found")
+        if found is False:
+            raise HttpError(405, "Method Not Allowed")
+        route, params = found
+        principal = self.hubs.authenticate(headers, query)
+        status, document = await route.handler(RestRequest(principal, params, query))
+        return status, "application/json", json_body(document), []
 
     def _preflight(self, headers: dict[str, str]) -> tuple[int, str, bytes, list]:
         origin = headers.get("origin")

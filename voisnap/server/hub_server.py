@@ -15,7 +15,7 @@ whichever door it came in by:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -32,8 +32,12 @@ from ..transports.base import ALL_TRANSPORTS, Transport, TransportType, parse_hu
 from .auth import TokenAuthority, token_from
 from .connections import ConnectionRegistry, NegotiatedConnection
 from .http import HttpError
+from .routes import Route
 
 log = logging.getLogger(__name__)
+
+
+Service = Callable[..., Awaitable[None]]
 
 
 @attrs.frozen
@@ -61,6 +65,10 @@ class HubServer:
         self.registry = ConnectionRegistry(settings.disconnect_timeout)
         self.connections: set[HubConnection] = set()
         self._background: trio.Nursery | None = None
+        self.services: list[Service] = []
+        """Run for the server's whole life, started before it listens (in order)."""
+        self.routes: list[Route] = []
+        """REST routes of the apps (``server.routes``)."""
         self._hub_transports = parse_hub_transports(settings.hub_transports)
         self._idle = trio.Event()
         self._idle.set()
@@ -77,6 +85,14 @@ class HubServer:
         )
         self.endpoints[path] = endpoint
         return endpoint
+
+    def add_service(self, service: Service) -> None:
+        """``service(task_status=...)`` runs as long as the server; it calls
+        ``task_status.started()`` once the server may start listening."""
+        self.services.append(service)
+
+    def add_routes(self, routes: list[Route]) -> None:
+        self.routes.extend(routes)
 
     def endpoint_for(self, path: str) -> HubEndpoint | None:
         return self.endpoints.get(path.rstrip("/") or "/")

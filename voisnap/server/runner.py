@@ -2,7 +2,7 @@
 
 Structured concurrency, outermost first (every task has a visible owner):
 
-    lifespan nursery   hypercorn's ASGI lifespan task
+    lifespan nursery   the apps' services (store, task runtime), hypercorn's ASGI lifespan
       connections      one task per TCP connection (hub WebSocket or hypercorn)
         main           the accept loop, the heartbeat, and the wait for SIGINT/SIGTERM
 
@@ -63,6 +63,8 @@ async def serve(
     front_door = FrontDoor(hubs, bridge)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as lifespan:
+            for service in hubs.services:  # the store opens, the task runtime recovers...
+                await lifespan.start(service)
             await bridge.start(lifespan)
             async with trio.open_nursery() as connections:
                 hubs.attach(connections)

@@ -1,0 +1,101 @@
+"""Which agents exist: ``sophon`` always, and those of the agents file.
+
+The agents file (``voisnap serve --agents-file agents.toml``) names agents by
+the id clients send as ``agentId``::
+
+    [agents.writer]
+    backend = "openai"                       # any OpenAI-compatible endpoint
+    base_url = "https://api.example.com/v1"
+    model = "some-model"
+    api_key_env = "WRITER_API_KEY"           # or api_key = "..." (keep the file private)
+    system_prompt = "You are terse."
+
+    [agents.helper]
+    backend = "builtin"                      # another name for the built-in agent
+    active = false                           # known, but refused until re-activated
+
+An unknown or inactive agent is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..storage.base import Store
+from .base import Agent
+from .builtin import BuiltinAgent
+from .openai import OpenAIAgent, OpenAIConfig
+
+DEFAULT_AGENT = "sophon"
+
+
+class UnknownAgent(Exception):
+    """No active agent has that id; the text is safe to show."""
+
+
+@attrs.frozen
+class AgentEntry:
+    agent: Agent
+    active: bool = True
+
+
+class AgentRegistry:
+    def __init__(self, entries: dict[str, AgentEntry]) -> None:
+        self._entries = entries
+
+    def get(self, agent_id: str) -> Agent:
+        entry = self._entries.get(agent_id)
+        if entry is None or not entry.active:
+            raise UnknownAgent(f"Agent '{agent_id}' does not exist or is not active.")
+        return entry.agent
+
+    def __contains__(self, agent_id: str) -> bool:
+        return agent_id in self._entries
+
+
+def load_agents(path: Path | None, store: Store, token_delay: float) -> AgentRegistry:
+    """The built-in agent, plus every agent the file configures (ValueError,
+    naming the file and the agent, for a file that cannot be used)."""
+    entries = {DEFAULT_AGENT: AgentEntry(BuiltinAgent(DEFAULT_AGENT, store, token_delay))}
+    if path is None:
+        return AgentRegistry(entries)
+    try:
+        document = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ValueError(f"agents file {path}: {error}") from None
+    agents = document.get("agents", {})
+    if not isinstance(agents, dict):
+        raise ValueError(f"agents file {path}: [agents] must be a table of agents")
+    for agent_id, table in agents.items():
+        if not isinstance(table, dict):
+            raise ValueError(f"agents file {path}: [agents.{agent_id}] must be a table")
+        try:
+            entries[agent_id] = _entry(agent_id, table, store, token_delay)
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"agents file {path}: agent '{agent_id}': {error}") from None
+    return AgentRegistry(entries)
+
+
+def _entry(agent_id: str, table: dict[str, Any], store: Store, token_delay: float) -> AgentEntry:
+    backend = table.get("backend", "builtin")
+    active = bool(table.get("active", True))
+    if backend == "builtin":
+        return AgentEntry(BuiltinAgent(agent_id, store, token_delay), active)
+    if backend == "openai":
+        api_key = table.get("api_key")
+        if "api_key_env" in table:
+            api_key = os.environ.get(table["api_key_env"])
+        config = OpenAIConfig(
+            base_url=str(table["base_url"]),
+            model=str(table["model"]),
+            api_key=api_key,
+            system_prompt=table.get("system_prompt"),
+            temperature=table.get("temperature"),
+        )
+        return AgentEntry(OpenAIAgent(agent_id, config), active)
+    raise ValueError(f"unknown backend {backend!r} (builtin or openai)")

@@ -1,0 +1,160 @@
+"""``/hubs/chat``: seed 000, "Chat hub" and "Session scoping".
+
+Client to server: ``SendMessage``, ``CancelTask``, ``JoinSession``,
+``LeaveSession``. Everything a message sets off happens in the task runtime
+(``agents.runtime``); this hub accepts, stores and queues, and manages which
+sessions a connection watches.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import attrs
+
+from ...agents.registry import AgentRegistry, UnknownAgent
+from ...agents.runtime import RuntimeBusy, TaskRuntime
+from ...errors import HubError
+from ...hubs.hub import Hub
+from ...storage.base import (
+    Accepted,
+    Message,
+    Owner,
+    Session,
+    Store,
+    StoreError,
+    Task,
+    TaskState,
+    utc_now,
+)
+from .audience import legacy_group, session_group
+from .events import CancelTaskRequest, SendMessageRequest, SendMessageResult
+from .notifier import ChatEvents
+
+MAX_ID = 128
+MAX_CONTENT = 16_000
+TITLE_LENGTH = 60
+SCOPED = "chat.joined-a-session"  # connection item: this client called JoinSession
+
+
+@attrs.define
+class ChatServices:
+    store: Store
+    agents: AgentRegistry
+    runtime: TaskRuntime
+    events: ChatEvents
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+def title_of(content: str) -> str:
+    words = " ".join(content.split())
+    return words if len(words) <= TITLE_LENGTH else words[: TITLE_LENGTH - 1] + "…"
+
+
+class ChatHub(Hub):
+    services: ChatServices
+
+    @property
+    def owner(self) -> Owner:
+        return Owner(self.context.tenant_id, self.context.user_id)
+
+    async def on_connected(self) -> None:
+        # Until it calls JoinSession, a client receives its user's task events
+        # user-wide (seed 000: "Legacy clients ... fall back to user-wide events").
+        await self.groups.add(self.context.connection_id, legacy_group(self.context.user_id))
+
+    async def send_message(self, request: SendMessageRequest) -> SendMessageResult:
+        """Store the message and its task, announce TaskQueued, queue the task."""
+        services = self.services
+        _check_request(request)
+        try:
+            services.agents.get(request.agent_id)
+            services.runtime.check_capacity()
+        except (UnknownAgent, RuntimeBusy) as error:
+            raise HubError(str(error)) from None
+        accepted = await self._accept(request)
+        task = accepted.task
+        result = SendMessageResult(task.task_id, task.session_id, task.message_id)
+        if not accepted.created:
+            return result  # a retry: the task exists and was announced already
+        if accepted.session_created:
+            await self.groups.add(self.context.connection_id, session_group(task.session_id))
+        await services.events.queued(task)
+        try:
+            services.runtime.submit(task)
+        except RuntimeBusy as error:
+            await services.store.finish_task(task.task_id, TaskState.FAILED, error=str(error))
+            await services.events.failed(task, str(error))
+        session = await services.store.update_session(
+            self.owner, task.session_id, updated_at=task.created_at, title=None
+        )
+        if session is not None:
+            await services.events.session_updated(session)
+        return result
+
+    async def _accept(self, request: SendMessageRequest) -> Accepted:
+        now = utc_now()
+        owner = self.owner
+        session_id = request.session_id or new_id("sess")
+        message = Message(
+            message_id=new_id("msg"),
+            session_id=session_id,
+            owner=owner,
+            role="user",
+            content=request.content,
+            created_at=now,
+        )
+        task = Task(
+            task_id=new_id("task"),
+            session_id=session_id,
+            owner=owner,
+            agent_id=request.agent_id,
+            message_id=message.message_id,
+            state=TaskState.QUEUED,
+            created_at=now,
+            is_streaming=request.is_streaming,
+            channel_id=request.channel_id,
+            client_message_id=request.message_id,
+        )
+        session = Session(session_id, owner, title_of(request.content), now, now)
+        try:
+            return await self.services.store.accept_message(
+                session=session, message=message, task=task
+            )
+        except StoreError as error:
+            raise HubError(str(error)) from None
+
+    async def cancel_task(self, request: CancelTaskRequest) -> None:
+        """Cancel a queued or running task of the caller's; a finished one is left as it is."""
+        task = await self.services.store.get_task(self.owner, request.task_id)
+        if task is None:
+            raise HubError(f"Task '{request.task_id}' does not exist.")
+        if not task.state.finished:
+            await self.services.runtime.cancel(task, self.context.user_id)
+
+    async def join_session(self, session_id: str) -> None:
+        """Watch one session. The same error for an unknown and a foreign
+        session, so that ids cannot be probed."""
+        if await self.services.store.get_session(self.owner, session_id) is None:
+            raise HubError(f"Session '{session_id}' does not exist or is not yours.")
+        connection_id = self.context.connection_id
+        if not self.context.items.get(SCOPED):
+            self.context.items[SCOPED] = True
+            await self.groups.remove(connection_id, legacy_group(self.context.user_id))
+        await self.groups.add(connection_id, session_group(session_id))
+
+    async def leave_session(self, session_id: str) -> None:
+        await self.groups.remove(self.context.connection_id, session_group(session_id))
+
+
+def _check_request(request: SendMessageRequest) -> None:
+    if not request.content.strip():
+        raise HubError("A message needs some content.")
+    if len(request.content) > MAX_CONTENT:
+        raise HubError(f"A message may be at most {MAX_CONTENT} characters long.")
+    for name, value in (("sessionId", request.session_id), ("messageId", request.message_id)):
+        if value is not None and not 0 < len(value) <= MAX_ID:
+            raise HubError(f"'{name}' must be 1 to {MAX_ID} characters long.")

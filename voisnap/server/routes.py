@@ -1,0 +1,60 @@
+"""REST routes beside the hubs: a method, a path template, an async handler.
+
+The product's apps add theirs (``HubServer.add_route``); the ASGI app matches
+them, authenticates the request with the same JWT as the hubs, and answers
+with the handler's JSON. Path parameters are written ``{name}`` and match one
+path segment.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import attrs
+
+from ..principal import Principal
+
+
+@attrs.frozen
+class RestRequest:
+    principal: Principal
+    params: Mapping[str, str]
+    query: Mapping[str, str]
+
+
+Handler = Callable[[RestRequest], Awaitable[tuple[int, Any]]]
+
+
+@attrs.frozen
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    handler: Handler
+
+    @classmethod
+    def of(cls, method: str, template: str, handler: Handler) -> Route:
+        # "/sessions/{session_id}" -> ["/sessions/", "session_id", ""]: text, name, text...
+        parts = re.split(r"\{(\w+)\}", template)
+        regex = "".join(
+            re.escape(part) if index % 2 == 0 else f"(?P<{part}>[^/]+)"
+            for index, part in enumerate(parts)
+        )
+        return cls(method.upper(), re.compile(f"^{regex}$"), handler)
+
+
+def match(
+    routes: list[Route], method: str, path: str
+) -> tuple[Route, dict[str, str]] | bool | None:
+    """The route and its parameters; False if the path is known but not the
+    method (405); None if no route has this path."""
+    path_known = False
+    for route in routes:
+        found = route.pattern.match(path)
+        if found is None:
+            continue
+        if route.method == method:
+            return route, found.groupdict()
+        path_known = True
+    return False if path_known else None

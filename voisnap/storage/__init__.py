@@ -1,0 +1,1 @@
+"""Where sessions, messages and tasks are kept (``Store``; SQLite by default)."""
