@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from .harness import (
+    ChatLoad,
     LoadGenerator,
     ServerUnderTest,
     external_voisnap,
@@ -27,7 +28,7 @@ from .harness import (
     voisnap_server,
 )
 from .report import plot, summarize
-from .scenarios import SCENARIOS
+from .scenarios import ONLY_VOISNAP, SCENARIOS, chat_agents_file
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -39,6 +40,7 @@ FULL = {
         "rates": [1, 2, 5, 10, 20, 40, 60, 80, 100, 120, 140, 160, 200, 250],
     },
     "wide": {"subscribers": 5000, "size": 200, "duration": 8.0, "rate": 10},
+    "chat": {"sessions": 200, "devices": 2, "tokens": 100, "token_delay": 0.05},
     # Large payloads, so that the stalled clients' kernel buffers (about 5 MiB
     # on loopback) fill in seconds rather than minutes.
     "slow-consumer": {
@@ -53,6 +55,7 @@ FULL = {
 QUICK = {
     "fanout": {"subscribers": 50, "size": 200, "duration": 1.0, "rates": [5, 20]},
     "wide": {"subscribers": 200, "size": 200, "duration": 1.0, "rate": 10},
+    "chat": {"sessions": 10, "devices": 2, "tokens": 10, "token_delay": 0.02},
     "slow-consumer": {
         "subscribers": 50,
         "stalled": 2,
@@ -76,6 +79,8 @@ def main() -> None:
             options["subscribers"] = arguments.subscribers
         result = {"scenario": scenario, "options": options, "targets": {}}
         for target in targets:
+            if scenario in ONLY_VOISNAP and target != "voisnap":
+                continue  # the peers have no chat hub
             result["targets"][target] = _run(scenario, target, options, arguments)
         path = RESULTS / f"{stamp}-{scenario}.json"
         path.write_text(json.dumps(result, indent=2))
@@ -86,9 +91,11 @@ def main() -> None:
 
 def _run(scenario: str, target: str, options: dict, arguments: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as data_dir:
-        server = _server(target, Path(data_dir), arguments)
+        server = _server(target, Path(data_dir), arguments, scenario, options)
         server.start()
-        load = LoadGenerator(arguments.workers)
+        load = (
+            ChatLoad(arguments.workers) if scenario == "chat" else LoadGenerator(arguments.workers)
+        )
         try:
             outcome = SCENARIOS[scenario](server, load, options)
         finally:
@@ -98,13 +105,20 @@ def _run(scenario: str, target: str, options: dict, arguments: argparse.Namespac
         return outcome
 
 
-def _server(target: str, data_dir: Path, arguments: argparse.Namespace) -> ServerUnderTest:
+def _server(
+    target: str, data_dir: Path, arguments: argparse.Namespace, scenario: str, options: dict
+) -> ServerUnderTest:
     if target == "voisnap" and arguments.url:
         return external_voisnap(arguments.url, arguments.token, arguments.server_pid)
-    if target == "voisnap":
-        # The quick slow-consumer run publishes 30 KB messages: over the 32 KiB default.
-        return voisnap_server(data_dir, {"max_message_size": str(64 * 1024)})
-    return peer_server(target)
+    if target != "voisnap":
+        return peer_server(target)
+    # The quick slow-consumer run publishes 30 KB messages: over the 32 KiB default.
+    settings = {"max_message_size": str(64 * 1024)}
+    if scenario == "chat":
+        agents = data_dir / "agents.toml"
+        agents.write_text(chat_agents_file(options))
+        settings |= {"agents_file": str(agents), "agent_workers": str(options["sessions"])}
+    return voisnap_server(data_dir, settings)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -29,6 +29,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "bench" / "loadgen" / "worker.mjs"
+CHAT_WORKER = ROOT / "bench" / "loadgen" / "chat.mjs"
 LOG_RATIO = math.log(1.02)
 REPLY_TIMEOUT = 120.0
 
@@ -56,6 +57,8 @@ class ServerUnderTest:
     samples: list[tuple[float, int, float]] = attrs.Factory(list)  # (t, rss, cpu seconds)
     pid: int | None = None
     external: bool = False
+    secret: str | None = None
+    """The JWT secret, for a server the harness started: it mints tokens itself."""
     _sampling: bool = False
 
     def start(self, timeout: float = 30.0) -> None:
@@ -87,6 +90,12 @@ class ServerUnderTest:
                 return
         self.stop()
         raise RuntimeError(f"{self.name} did not start")
+
+    def mint(self, user: str, tenant: str) -> str:
+        from voisnap.server.auth import TokenAuthority
+
+        assert self.secret is not None, "only a server the harness started can mint tokens"
+        return TokenAuthority(self.secret.encode()).issue(user, tenant, ttl=86400)
 
     def _start_sampling(self) -> None:
         self._sampling = True
@@ -128,7 +137,7 @@ class ServerUnderTest:
 
 
 def voisnap_server(data_dir: Path, settings: dict[str, str] | None = None) -> ServerUnderTest:
-    secret = "bench-secret-" + os.urandom(8).hex()
+    secret = os.urandom(32).hex()
     env = {
         "VOISNAP_JWT_SECRET": secret,
         **{f"VOISNAP_{k.upper()}": v for k, v in (settings or {}).items()},
@@ -138,27 +147,8 @@ def voisnap_server(data_dir: Path, settings: dict[str, str] | None = None) -> Se
         [sys.executable, "-m", "voisnap", "serve", "--port", "0", "--data-dir", str(data_dir)],
         env,
     )
-    server.token = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "voisnap",
-            "token",
-            "--user",
-            "bench",
-            "--tenant",
-            "bench",
-            "--ttl",
-            "86400",
-            "--data-dir",
-            str(data_dir),
-        ],
-        env={**os.environ, **env},
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.strip()
+    server.secret = secret
+    server.token = server.mint("bench", "bench")
     return server
 
 
@@ -189,9 +179,9 @@ def _pump(stream: Iterable[str], lines: queue.Queue[str]) -> None:
 class Worker:
     """One Node load-generator process."""
 
-    def __init__(self) -> None:
+    def __init__(self, script: Path = WORKER) -> None:
         self.process = subprocess.Popen(
-            ["node", str(WORKER)],
+            ["node", str(script)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -286,6 +276,42 @@ class LoadGenerator:
 
 def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if index < total % parts else 0) for index in range(parts)]
+
+
+class ChatLoad:
+    """Node processes holding chat devices (``bench/loadgen/chat.mjs``)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = [Worker(CHAT_WORKER) for _ in range(workers)]
+
+    def setup(self, server: ServerUnderTest, sessions: int, devices: int, setup_agent: str) -> int:
+        """Create ``sessions`` sessions, one user each, with ``devices`` joined devices."""
+        everyone = [
+            {"id": f"bench-session-{n}", "token": server.mint(f"bench-user-{n}", "bench")}
+            for n in range(sessions)
+        ]
+        shares = _split(sessions, len(self.workers))
+        start = 0
+        for worker, share in zip(self.workers, shares, strict=True):
+            worker.send(
+                cmd="setup",
+                host=server.host,
+                port=server.port,
+                devices=devices,
+                setup_agent=setup_agent,
+                sessions=everyone[start : start + share],
+            )
+            start += share
+        return sum(worker.reply("ready", timeout=300)["devices"] for worker in self.workers)
+
+    def run(self, agent: str, timeout: float) -> list[dict]:
+        for worker in self.workers:
+            worker.send(cmd="run", agent=agent, timeout_ms=int(timeout * 1000))
+        return [worker.reply("done", timeout=timeout + 60) for worker in self.workers]
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
 
 
 # -- latency histograms --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ def figures(scenario: str, outcome: dict) -> dict[str, float]:
         nan = float("nan")
         return {
             "best deliveries/s (p99<100ms)": outcome["best_deliveries_per_second"],
+            "sustained deliveries/s": outcome.get("sustained_deliveries_per_second", nan),
             "p99 ms at best": (best.get("latency") or {}).get("p99", nan),
             "server CPU us/delivery": outcome["server_cpu_us_per_delivery"],
             "server cores at best": best.get("server_cores", nan),
@@ -33,6 +34,15 @@ def figures(scenario: str, outcome: dict) -> dict[str, float]:
             "p50 ms": latency["p50"],
             "p99 ms": latency["p99"],
             "RSS KiB/connection": outcome["rss_per_connection"] / 1024,
+        }
+    if scenario == "chat":
+        latency = outcome["latency"]
+        return {
+            "token deliveries/s": outcome["token_deliveries_per_second"],
+            "p50 ms": latency["p50"],
+            "p99 ms": latency["p99"],
+            "max ms": latency["max"],
+            "completed replies": outcome["completed"],
         }
     stalled = outcome["with_stalled"]
     return {

@@ -22,7 +22,7 @@ import attrs
 import psutil
 from tqdm import tqdm
 
-from .harness import Latency, LoadGenerator, ServerUnderTest
+from .harness import ChatLoad, Latency, LoadGenerator, ServerUnderTest
 
 P99_TARGET_MS = 100.0
 QUIET_MS = 300  # a step ends once no delivery arrived for this long
@@ -102,6 +102,10 @@ def _busy_seconds(before: Any, after: Any) -> float:
     return sum(after) - sum(before) - idle
 
 
+def _passes(step: Step) -> bool:
+    return step.latency.p99 < P99_TARGET_MS and step.lost == 0
+
+
 def saturated(step: Step) -> bool:
     """Past this point the server only falls further behind: stop the ramp."""
     return step.latency.p99 > 10 * P99_TARGET_MS or step.lost > 0.1 * step.expected
@@ -116,12 +120,20 @@ def fanout(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
         steps.append(step)
         if saturated(step):
             break
-    passing = [s for s in steps if s.latency.p99 < P99_TARGET_MS and s.lost == 0]
+    passing = [s for s in steps if _passes(s)]
     best = max(passing, key=lambda s: s.deliveries_per_second, default=None)
+    # On a shared machine one step can fail for a reason outside the server;
+    # "sustained" is the highest rate below which no step failed.
+    sustained = 0.0
+    for step in steps:
+        if not _passes(step):
+            break
+        sustained = step.deliveries_per_second
     return {
         "connected": connected,
         "steps": [s.as_dict() for s in steps],
         "best_deliveries_per_second": best.deliveries_per_second if best else 0.0,
+        "sustained_deliveries_per_second": sustained,
         "best_step": best.as_dict() if best else None,
         "server_cpu_us_per_delivery": _cpu_per_delivery(steps),
     }
@@ -254,8 +266,47 @@ def _wait_settled(server: ServerUnderTest, quiet: float = 1.0, timeout: float = 
         last = now
 
 
-SCENARIOS: dict[str, Callable[[ServerUnderTest, LoadGenerator, dict], dict]] = {
+def chat(server: ServerUnderTest, load: ChatLoad, options: dict) -> dict:
+    """Sessions streaming agent tokens to their session groups, two devices each."""
+    devices = load.setup(server, options["sessions"], options["devices"], SETUP_AGENT)
+    _wait_settled(server)
+    cpu_before = server.cpu_seconds()
+    reports = load.run(CHAT_AGENT, timeout=options["tokens"] * options["token_delay"] + 60)
+    elapsed = max(report["elapsed"] for report in reports)
+    received = sum(report["received"] for report in reports)
+    return {
+        "sessions": options["sessions"],
+        "devices": devices,
+        "tokens_per_reply": options["tokens"],
+        "token_deliveries": received,
+        "expected_deliveries": devices * options["tokens"],
+        "completed": sum(report["completed"] for report in reports),
+        "elapsed": elapsed,
+        "token_deliveries_per_second": received / elapsed if elapsed else 0.0,
+        "latency": attrs.asdict(Latency.from_reports(reports)),
+        "server_cpu": server.cpu_seconds() - cpu_before,
+        "loadgen_cpu": sum(report["cpu_seconds"] for report in reports),
+        "rss": server.rss(),
+    }
+
+
+SETUP_AGENT = "bench-setup"
+CHAT_AGENT = "bench"
+
+
+def chat_agents_file(options: dict) -> str:
+    """The agents the chat scenario talks to (synthetic: timestamped tokens)."""
+    return (
+        f'[agents.{SETUP_AGENT}]\nbackend = "synthetic"\ntokens = 0\n\n'
+        f'[agents.{CHAT_AGENT}]\nbackend = "synthetic"\ntokens = {options["tokens"]}\n'
+        f"token_delay = {options['token_delay']}\n"
+    )
+
+
+SCENARIOS: dict[str, Callable[..., dict]] = {
     "fanout": fanout,
     "wide": wide,
     "slow-consumer": slow_consumer,
+    "chat": chat,
 }
+ONLY_VOISNAP = {"chat"}

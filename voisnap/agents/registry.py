@@ -14,6 +14,11 @@ the id clients send as ``agentId``::
     backend = "builtin"                      # another name for the built-in agent
     active = false                           # known, but refused until re-activated
 
+    [agents.load]
+    backend = "synthetic"                    # timestamped tokens, for load tests
+    tokens = 100
+    token_delay = 0.05
+
 An unknown or inactive agent is refused with a clear error.
 """
 
@@ -30,6 +35,7 @@ from ..storage.base import Store
 from .base import Agent
 from .builtin import BuiltinAgent
 from .openai import OpenAIAgent, OpenAIConfig
+from .synthetic import SyntheticAgent
 
 DEFAULT_AGENT = "sophon"
 
@@ -98,4 +104,8 @@ def _entry(agent_id: str, table: dict[str, Any], store: Store, token_delay: floa
             temperature=table.get("temperature"),
         )
         return AgentEntry(OpenAIAgent(agent_id, config), active)
-    raise ValueError(f"unknown backend {backend!r} (builtin or openai)")
+    if backend == "synthetic":
+        tokens = int(table.get("tokens", 100))
+        delay = float(table.get("token_delay", token_delay))
+        return AgentEntry(SyntheticAgent(agent_id, tokens, delay), active)
+    raise ValueError(f"unknown backend {backend!r} (builtin, openai or synthetic)")

@@ -1,0 +1,39 @@
+"""A synthetic agent for load tests: a fixed number of tokens at a fixed pace,
+each one the time it was produced.
+
+Every token is the process's monotonic clock in microseconds followed by a
+space. The monotonic clock is shared by every process on the machine, so a
+client on the same machine can tell how long each token took to reach it (the
+bench's ``chat`` scenario does). Configure it in the agents file::
+
+    [agents.synthetic]
+    backend = "synthetic"
+    tokens = 100          # per reply
+    token_delay = 0.05    # seconds between tokens
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import trio
+
+from .base import AgentContext, AgentEvent, AgentRequest, Final, Status, Token
+
+
+class SyntheticAgent:
+    def __init__(self, agent_id: str, tokens: int, token_delay: float) -> None:
+        self.agent_id = agent_id
+        self._tokens = tokens
+        self._delay = token_delay
+
+    async def run(self, request: AgentRequest, context: AgentContext) -> AsyncIterator[AgentEvent]:
+        yield Status("thinking")
+        parts = []
+        for _ in range(self._tokens):
+            token = f"{time.monotonic_ns() // 1000} "
+            parts.append(token)
+            yield Token(token)
+            await trio.sleep(self._delay)
+        yield Final("".join(parts), tokens_used=self._tokens)
