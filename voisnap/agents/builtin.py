@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import trio
 
-from ..storage.base import Owner, Store
+from ..storage.base import Note, Owner, Store
 from .base import (
     AgentContext,
     AgentEvent,
@@ -32,9 +32,9 @@ from .tools import ToolError, add_note, calculate, current_time, list_notes
 TOKENS = re.compile(r"\S+\s*|\s+")
 ARITHMETIC = re.compile(r"[-+(]*\d[\d.\s]*(?:[-+*/%^]+\s*[-+(]*\s*[\d.]+[\d.\s)]*)+")
 REMEMBER = re.compile(
-    r"^\s*(?:please\s+)?(?:remember|note)(?:\s+that)?\s*:?\s*(?P<text>.+)$", re.I | re.S
+    r"^\s*(?:please\s+)?(?:remember|note)\b(?:\s+that)?\s*:?\s*(?P<text>.+)$", re.I | re.S
 )
-ASKS_NOTES = re.compile(r"\b(notes?|calendar|remind|remember\?|agenda)\b", re.I)
+ASKS_NOTES = re.compile(r"\b(?:notes?|calendar|remind\w*|agenda)\b|\bremember\s*\?", re.I)
 ASKS_TIME = re.compile(r"\b(time|date|today|what day)\b", re.I)
 EXCERPT = 200
 
@@ -64,6 +64,7 @@ class BuiltinAgent:
         await trio.sleep(self._delay)
         plan = self._plan(request.content)
         result: Any = None
+        ok = True
         tool_calls: tuple[dict[str, Any], ...] = ()
         if plan.tool is not None:
             yield Status("calling_tool", plan.tool)
@@ -76,7 +77,8 @@ class BuiltinAgent:
             duration_ms = int((trio.current_time() - started) * 1000)
             yield ToolCompleted(plan.tool, ok, duration_ms, result)
             tool_calls = ({"toolName": plan.tool, "arguments": plan.arguments, "ok": ok},)
-        reply = plan.reply(result)
+        # A tool that failed says why; the reply must not read like a result.
+        reply = plan.reply(result) if ok else f"Sorry, I could not do that: {result}"
         for token in tokens_of(reply):
             yield Token(token)
             await trio.sleep(self._delay)
@@ -89,7 +91,7 @@ class BuiltinAgent:
         remember = REMEMBER.match(content)
         if remember:
             text = remember.group("text").strip()
-            return Plan("add_note", {"text": text}, lambda note: f"Noted: “{note_text(note)}”.")
+            return Plan("add_note", {"text": text}, lambda note: f"Noted: “{note.text}”.")
         arithmetic = ARITHMETIC.search(content)
         if arithmetic:
             expression = arithmetic.group().strip()
@@ -133,13 +135,7 @@ class BuiltinAgent:
         }[name]
 
 
-def note_text(note: Any) -> str:
-    return note.text if hasattr(note, "text") else str(note)
-
-
-def describe_notes(notes: Any) -> str:
-    if isinstance(notes, str):  # the tool failed: its message
-        return notes
+def describe_notes(notes: list[Note]) -> str:
     if not notes:
         return "You have no notes yet. Say “remember …” and I will keep it."
     lines = "\n".join(f"- {note.text}" for note in notes)

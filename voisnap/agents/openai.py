@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import attrs
@@ -96,28 +97,42 @@ class OpenAIAgent:
 
 async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
     """The JSON chunks of a Server-Sent Events body, until ``[DONE]``."""
-    async for line in response.aiter_lines():
-        if not line.startswith("data:"):
-            continue  # comments, event names, blank separators
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return
-        try:
-            chunk = json.loads(data)
-        except json.JSONDecodeError:
-            raise AgentError("The model endpoint sent a chunk that is not JSON.") from None
-        if isinstance(chunk, dict) and "error" in chunk:
-            raise AgentError(f"The model endpoint reported an error: {chunk['error']}")
-        if isinstance(chunk, dict):
-            yield chunk
-        await trio.lowlevel.checkpoint()
+    async with aclosing(response.aiter_lines()) as lines:
+        async for line in lines:
+            if not line.startswith("data:"):
+                continue  # comments, event names, blank separators
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            yield _chunk(data)
+            await trio.lowlevel.checkpoint()
+
+
+def _chunk(data: str) -> dict[str, Any]:
+    try:
+        chunk = json.loads(data)
+    except json.JSONDecodeError:
+        raise AgentError("The model endpoint sent a chunk that is not JSON.") from None
+    if not isinstance(chunk, dict):
+        raise AgentError("The model endpoint sent a chunk that is not a JSON object.")
+    if "error" in chunk:
+        raise AgentError(f"The model endpoint reported an error: {chunk['error']}")
+    return chunk
 
 
 def _delta(chunk: dict[str, Any]) -> str:
-    choices = chunk.get("choices") or []
-    if not choices or not isinstance(choices[0], dict):
+    """``choices[0].delta.content``, or "" when the chunk carries none."""
+    choices = chunk.get("choices")
+    if choices is None or choices == []:
         return ""
-    content = (choices[0].get("delta") or {}).get("content")
+    if not isinstance(choices, list) or not isinstance(choices[0], dict):
+        raise AgentError(
+            "The model endpoint sent a chunk whose 'choices' is not a list of objects."
+        )
+    delta = choices[0].get("delta") or {}
+    if not isinstance(delta, dict):
+        raise AgentError("The model endpoint sent a chunk whose 'delta' is not an object.")
+    content = delta.get("content")
     return content if isinstance(content, str) else ""
 
 

@@ -89,7 +89,9 @@ def load_agents(path: Path | None, store: Store, token_delay: float) -> AgentReg
 
 def _entry(agent_id: str, table: dict[str, Any], store: Store, token_delay: float) -> AgentEntry:
     backend = table.get("backend", "builtin")
-    active = bool(table.get("active", True))
+    active = table.get("active", True)
+    if not isinstance(active, bool):
+        raise ValueError(f"'active' must be true or false, not {active!r}")
     if backend == "builtin":
         return AgentEntry(BuiltinAgent(agent_id, store, token_delay), active)
     if backend == "openai":

@@ -143,26 +143,26 @@ class TaskRuntime:
             await self._run_task(self._queue.pop(0))
 
     async def _run_task(self, task_id: str) -> None:
-        task = await self._store.start_task(task_id, utc_now())
-        if task is None:
-            return  # cancelled while queued
-        await self._events.started(task)
-        with trio.CancelScope() as scope:
-            self._running[task_id] = scope
-            try:
+        # The scope is findable from the moment the task leaves the queue, so a
+        # cancel that comes while the task is being started is not lost.
+        scope = self._running[task_id] = trio.CancelScope()
+        try:
+            with scope:
+                task = await self._store.start_task(task_id, utc_now())
+                if task is None:
+                    return  # cancelled while queued
+                await self._events.started(task)
                 final = await self._drive(task)
-            except UnknownAgent as error:
-                return await self._fail(task, str(error))
-            except AgentError as error:
-                return await self._fail(task, str(error))
-            except Exception:
-                log.exception("agent %s failed on task %s", task.agent_id, task_id)
-                return await self._fail(task, UNEXPECTED)
-            finally:
-                del self._running[task_id]
+                await self._finish(task, final)
+        except (UnknownAgent, AgentError) as error:
+            await self._fail(task_id, str(error))
+        except Exception:
+            log.exception("the agent failed on task %s", task_id)
+            await self._fail(task_id, UNEXPECTED)
+        finally:
+            del self._running[task_id]
         if scope.cancelled_caught:
-            return await self._cancelled(task)
-        await self._finish(task, final)
+            await self._cancelled(task_id)
 
     async def _drive(self, task: Task) -> Final:
         """Run the agent, reporting each event; its Final."""
@@ -223,17 +223,19 @@ class TaskRuntime:
         await self._events.message(done, reply)
         await self._events.completed(done)
 
-    async def _fail(self, task: Task, error: str) -> None:
-        failed = await self._store.finish_task(task.task_id, TaskState.FAILED, error=error)
+    async def _fail(self, task_id: str, error: str) -> None:
+        failed = await self._store.finish_task(task_id, TaskState.FAILED, error=error)
         if failed is not None:
             await self._events.failed(failed, error)
 
-    async def _cancelled(self, task: Task) -> None:
-        by = self._cancelled_by.pop(task.task_id, task.owner.user_id)
+    async def _cancelled(self, task_id: str) -> None:
+        by = self._cancelled_by.pop(task_id, None)
         with trio.CancelScope(shield=True):
-            finished = await self._store.finish_task(
-                task.task_id, TaskState.CANCELLED, cancelled_by=by
-            )
+            task = await self._store.get_task_by_id(task_id)
+            if task is None:
+                return
+            by = by or task.owner.user_id
+            finished = await self._store.finish_task(task_id, TaskState.CANCELLED, cancelled_by=by)
             if finished is not None:
                 await self._events.cancelled(finished, by)
 

@@ -28,8 +28,11 @@ OPERATORS: dict[type, Callable[..., Any]] = {
     ast.USub: operator.neg,
     ast.UAdd: operator.pos,
 }
-MAX_EXPONENT = 100
 MAX_EXPRESSION = 200
+# Results are kept under about 1200 digits: big enough for any sum a person
+# asks, small enough that no expression (say ((9**99)**99)**99) can make the
+# server compute, or print, a number millions of digits long.
+MAX_BITS = 4000
 
 
 class ToolError(Exception):
@@ -56,15 +59,38 @@ def _evaluate(node: ast.AST) -> int | float:
             return value
         case ast.BinOp(left=left, op=op, right=right) if type(op) in OPERATORS:
             a, b = _evaluate(left), _evaluate(right)
-            if isinstance(op, ast.Pow) and abs(b) > MAX_EXPONENT:
-                raise ToolError("That exponent is too large.")
-            try:
-                return OPERATORS[type(op)](a, b)
-            except ZeroDivisionError:
-                raise ToolError("Division by zero.") from None
+            if isinstance(op, ast.Pow):
+                _check_power(a, b)
+            return _checked(_apply(OPERATORS[type(op)], a, b))
         case ast.UnaryOp(op=op, operand=operand) if type(op) in OPERATORS:
-            return OPERATORS[type(op)](_evaluate(operand))
+            return _checked(OPERATORS[type(op)](_evaluate(operand)))
     raise ToolError("Only numbers and + - * / % ** ( ) please.")
+
+
+def _apply(function: Callable[..., Any], a: int | float, b: int | float) -> Any:
+    try:
+        return function(a, b)
+    except ZeroDivisionError:
+        raise ToolError("Division by zero.") from None
+    except OverflowError:
+        raise ToolError("That number is too large.") from None
+
+
+def _check_power(base: int | float, exponent: int | float) -> None:
+    """Refuse a power whose result would be too large before computing it."""
+    if abs(base) <= 1 or exponent <= 0:
+        return
+    bits = (abs(int(base)).bit_length() or 1) * exponent
+    if bits > MAX_BITS:
+        raise ToolError("That number is too large.")
+
+
+def _checked(value: Any) -> int | float:
+    if isinstance(value, complex):
+        raise ToolError("That has no real answer.")
+    if isinstance(value, int) and value.bit_length() > MAX_BITS:
+        raise ToolError("That number is too large.")
+    return value
 
 
 async def add_note(store: Store, owner: Owner, text: str) -> Note:

@@ -1,0 +1,167 @@
+"""``load_agents``: ``sophon`` always, plus the agents of a TOML agents file.
+
+An unknown or inactive agent is refused with ``UnknownAgent`` and a message
+safe to show; a file that cannot be used is a ``ValueError`` naming the file
+(and the agent, when one is at fault), so ``voisnap serve`` can say what to fix.
+API keys may come from the environment (``api_key_env``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voisnap.agents.builtin import BuiltinAgent
+from voisnap.agents.openai import OpenAIAgent, OpenAIConfig
+from voisnap.agents.registry import DEFAULT_AGENT, UnknownAgent, load_agents
+from voisnap.agents.synthetic import SyntheticAgent
+
+
+class NoStore:
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"loading agents used the store: {name}")
+
+
+STORE: Any = NoStore()
+
+AGENTS_FILE = """
+[agents.helper]
+backend = "builtin"
+
+[agents.writer]
+backend = "openai"
+base_url = "http://127.0.0.1:9/v1"
+model = "tiny-model"
+api_key_env = "VOISNAP_TEST_WRITER_KEY"
+system_prompt = "You are terse."
+temperature = 0.25
+
+[agents.plain]
+base_url = "unused"
+
+[agents.load]
+backend = "synthetic"
+tokens = 3
+token_delay = 0.25
+
+[agents.retired]
+backend = "builtin"
+active = false
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agents.toml"
+    path.write_text(text)
+    return path
+
+
+def test_registry_without_a_file_has_sophon() -> None:
+    registry = load_agents(None, STORE, token_delay=0.1)
+    agent = registry.get(DEFAULT_AGENT)
+    assert DEFAULT_AGENT == "sophon"
+    assert isinstance(agent, BuiltinAgent) and agent.agent_id == "sophon"
+    assert "sophon" in registry and "writer" not in registry
+
+
+def test_registry_loads_builtin_openai_and_synthetic_agents(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VOISNAP_TEST_WRITER_KEY", "sk-from-env")
+    registry = load_agents(write(tmp_path, AGENTS_FILE), STORE, token_delay=0.1)
+
+    assert isinstance(registry.get("sophon"), BuiltinAgent)
+    helper = registry.get("helper")
+    assert isinstance(helper, BuiltinAgent) and helper.agent_id == "helper"
+    plain = registry.get("plain")  # no backend: the built-in one
+    assert isinstance(plain, BuiltinAgent) and plain.agent_id == "plain"
+    load = registry.get("load")
+    assert isinstance(load, SyntheticAgent) and load.agent_id == "load"
+
+    writer = registry.get("writer")
+    assert isinstance(writer, OpenAIAgent) and writer.agent_id == "writer"
+    assert writer._config == OpenAIConfig(
+        base_url="http://127.0.0.1:9/v1",
+        model="tiny-model",
+        api_key="sk-from-env",
+        system_prompt="You are terse.",
+        temperature=0.25,
+    )
+
+
+def test_registry_api_key_env_is_read_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        tmp_path,
+        '[agents.a]\nbackend = "openai"\nbase_url = "u"\nmodel = "m"\n'
+        'api_key = "sk-in-file"\napi_key_env = "VOISNAP_TEST_KEY_A"\n'
+        '[agents.b]\nbackend = "openai"\nbase_url = "u"\nmodel = "m"\napi_key = "sk-in-file"\n',
+    )
+    monkeypatch.setenv("VOISNAP_TEST_KEY_A", "sk-env")
+    registry = load_agents(path, STORE, 0.1)
+    assert registry.get("a")._config.api_key == "sk-env"  # type: ignore[attr-defined]
+    assert registry.get("b")._config.api_key == "sk-in-file"  # type: ignore[attr-defined]
+
+    monkeypatch.delenv("VOISNAP_TEST_KEY_A")
+    unset = load_agents(path, STORE, 0.1).get("a")
+    assert unset._config.api_key is None  # type: ignore[attr-defined]
+
+
+def test_registry_refuses_inactive_and_unknown_agents(tmp_path: Path) -> None:
+    registry = load_agents(write(tmp_path, AGENTS_FILE), STORE, token_delay=0.1)
+    assert "retired" in registry  # known...
+    with pytest.raises(UnknownAgent) as inactive:
+        registry.get("retired")  # ...but refused
+    with pytest.raises(UnknownAgent) as unknown:
+        registry.get("nobody")
+    assert str(inactive.value) == "Agent 'retired' does not exist or is not active."
+    assert str(unknown.value) == "Agent 'nobody' does not exist or is not active."
+
+
+@pytest.mark.parametrize(
+    ("text", "agent", "detail"),
+    [
+        ("[agents.writer\n", None, ""),
+        ("agents = 3\n", None, "[agents] must be a table"),
+        ("[agents]\nwriter = 5\n", None, "[agents.writer] must be a table"),
+        ('[agents.writer]\nbackend = "openai"\nbase_url = "u"\n', "writer", "model"),
+        ('[agents.writer]\nbackend = "openai"\nmodel = "m"\n', "writer", "base_url"),
+        ('[agents.odd]\nbackend = "telepathy"\n', "odd", "unknown backend 'telepathy'"),
+        ('[agents.load]\nbackend = "synthetic"\ntokens = "many"\n', "load", "many"),
+    ],
+    ids=["not-toml", "agents-not-table", "agent-not-table", "no-model", "no-url",
+         "unknown-backend", "bad-number"],
+)
+def test_registry_bad_file_names_the_file_and_the_agent(
+    tmp_path: Path, text: str, agent: str | None, detail: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ValueError) as caught:
+        load_agents(path, STORE, token_delay=0.1)
+    message = str(caught.value)
+    assert message.startswith(f"agents file {path}: ")
+    if agent is not None:
+        assert f"agent '{agent}'" in message
+    assert detail in message
+
+
+def test_registry_missing_file_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.toml"
+    with pytest.raises(ValueError, match=r"agents file .*nowhere\.toml"):
+        load_agents(path, STORE, token_delay=0.1)
+
+
+def test_registry_active_must_be_a_boolean(tmp_path: Path) -> None:
+    """``active = "false"`` is truthy for ``bool()``: an agent the file means to
+    switch off would be served."""
+    path = write(tmp_path, '[agents.retired]\nbackend = "builtin"\nactive = "false"\n')
+    try:
+        registry = load_agents(path, STORE, token_delay=0.1)
+    except ValueError as error:
+        assert "agent 'retired'" in str(error)
+        return
+    with pytest.raises(UnknownAgent):
+        registry.get("retired")
