@@ -14,8 +14,10 @@ import * as readline from "node:readline";
 
 const require = createRequire(import.meta.url);
 export const signalR = require("@microsoft/signalr");
-// The WebSocket library the client itself uses under Node (its dependency).
-const WebSocket = createRequire(require.resolve("@microsoft/signalr"))("ws");
+// The WebSocket and EventSource libraries the client itself uses under Node (its dependencies).
+const clientRequire = createRequire(require.resolve("@microsoft/signalr"));
+const WebSocket = clientRequire("ws");
+const EventSource = clientRequire("eventsource");
 
 export const input = JSON.parse(process.env.CONFORMANCE_INPUT ?? "{}");
 
@@ -62,6 +64,13 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
     else lines.push(line.trim());
 });
 
+/** The next line the test writes on stdin, whatever it is. */
+export async function readLine(ms = 20000) {
+    return lines.length
+        ? lines.shift()
+        : await withTimeout(new Promise((resolve) => lineWaiters.push(resolve)), ms, "a line on stdin");
+}
+
 /** Wait for the test to write `expected` on stdin. */
 export async function waitForLine(expected, ms = 20000) {
     const line = lines.length
@@ -107,21 +116,115 @@ export function tappedWebSocket(tap) {
     return class TappedWebSocket extends WebSocket {
         constructor(...args) {
             super(...args);
+            tap.webSockets.push(String(args[0]));
             // EventEmitter listeners: ws 7 drops every addEventListener() listener
             // of an event when the client assigns its on<event> property.
             this.on("message", (data) => {
-                if (typeof data !== "string") return;
-                for (const record of data.split("\x1e")) {
-                    if (record) tap.received.push(JSON.parse(record));
+                if (typeof data !== "string") {
+                    tap.frames.binary += 1;
+                    return;
                 }
+                tap.frames.text += 1;
+                pushRecords(tap, data);
             });
             this.on("error", (error) => tap.errors.push(error.message));
         }
     };
 }
 
+function pushRecords(tap, text) {
+    for (const record of text.split("\x1e")) {
+        if (record) tap.received.push(JSON.parse(record));
+    }
+}
+
+/** An EventSource class for the client's `EventSource` option that counts the
+ * streams opened and records the hub messages of their events. */
+export function tappedEventSource(tap) {
+    return class TappedEventSource extends EventSource {
+        constructor(url, init) {
+            super(url, init);
+            tap.eventSources.push(String(url));
+        }
+
+        // eventsource 2 dispatches through emit(); its on<event> setters
+        // drop other listeners, so the events are seen here instead.
+        emit(type, event, ...rest) {
+            if (type === "message") {
+                tap.events += 1;
+                pushRecords(tap, event.data);
+            }
+            return super.emit(type, event, ...rest);
+        }
+    };
+}
+
+/** An HttpClient (negotiate, polls, POSTs, DELETE) that records every request:
+ * {method, url, status, binary, bytes, error}; text poll bodies go to `received`. */
+export function tappedHttpClient(tap, inner) {
+    return new (class TappedHttpClient extends signalR.HttpClient {
+        async send(request) {
+            const entry = { method: request.method, url: request.url, status: null };
+            tap.requests.push(entry);
+            try {
+                const response = await inner.send(request);
+                entry.status = response.statusCode;
+                entry.binary = response.content instanceof ArrayBuffer;
+                entry.bytes = entry.binary ? response.content.byteLength : (response.content ?? "").length;
+                const isPoll = request.method === "GET" && !request.url.includes("/negotiate");
+                if (isPoll && !entry.binary && response.content) pushRecords(tap, response.content);
+                return response;
+            } catch (error) {
+                entry.error = describe(error);
+                entry.status = error?.statusCode ?? null;
+                throw error;
+            }
+        }
+
+        getCookieString(url) {
+            return inner.getCookieString(url);
+        }
+    })();
+}
+
+/** What a scenario can check the wire with: records received (JSON, on any
+ * transport), socket errors, WebSockets opened and their frames by kind,
+ * event streams opened and their events, and every HTTP request. */
 export function newTap() {
-    return { received: new Inbox(), errors: [] };
+    return {
+        received: new Inbox(),
+        errors: [],
+        webSockets: [],
+        frames: { text: 0, binary: 0 },
+        eventSources: [],
+        events: 0,
+        requests: [],
+    };
+}
+
+/** The tap's counts, for a result line (records left out). */
+export function tapSummary(tap) {
+    const requests = tap.requests.map(({ method, url, status, binary, bytes, error }) => ({
+        method,
+        path: new URL(url).pathname,
+        status,
+        binary,
+        bytes,
+        error,
+    }));
+    return {
+        webSockets: tap.webSockets.length,
+        frames: tap.frames,
+        eventSources: tap.eventSources.length,
+        events: tap.events,
+        requests,
+    };
+}
+
+/** The class name of the transport a started connection uses
+ * ("WebSocketTransport", "ServerSentEventsTransport", "LongPollingTransport"). */
+export function transportName(connection) {
+    return connection.connection?.transport?.constructor?.name ?? null;
 }
 
 // -- connections ------------------------------------------------------------------------------
@@ -145,12 +248,14 @@ function hubProtocol(name) {
 /**
  * A HubConnection to `url` (default: input.url).
  * - token: a string, a function returning one, or null for no accessTokenFactory;
- * - transport: "WebSockets" | "ServerSentEvents" | "LongPolling" (default input.transport);
+ * - transport: "WebSockets" | "ServerSentEvents" | "LongPolling" (default input.transport),
+ *   or "all": no transport option, the client's own choice and fallback;
  * - protocol: "json" | "messagepack" (default input.protocol);
  * - reconnectDelays: an array for withAutomaticReconnect, or undefined for none;
  * - keepAliveMs: how often the client pings when idle (default input.keepAliveMs,
  *   else the client's 15 s); keep it under half the server's client_timeout;
- * - skipNegotiation, tap (from newTap()).
+ * - statefulReconnect: withStatefulReconnect() (default input.statefulReconnect);
+ * - skipNegotiation, tap (from newTap(): it sees WebSockets, event streams and HTTP requests).
  */
 export function buildConnection({
     url = input.url,
@@ -160,21 +265,25 @@ export function buildConnection({
     reconnectDelays,
     keepAliveMs = input.keepAliveMs,
     skipNegotiation = false,
+    statefulReconnect = input.statefulReconnect ?? false,
     tap,
 } = {}) {
-    const options = {
-        transport: signalR.HttpTransportType[transport],
-        skipNegotiation,
-    };
+    const options = { skipNegotiation };
+    if (transport !== "all") options.transport = signalR.HttpTransportType[transport];
     if (token !== null && token !== undefined) {
         options.accessTokenFactory = typeof token === "function" ? token : () => token;
     }
-    if (tap) options.WebSocket = tappedWebSocket(tap);
+    if (tap) {
+        options.WebSocket = tappedWebSocket(tap);
+        options.EventSource = tappedEventSource(tap);
+        options.httpClient = tappedHttpClient(tap, new signalR.DefaultHttpClient(stderrLogger));
+    }
     let builder = new signalR.HubConnectionBuilder()
         .withUrl(url, options)
         .withHubProtocol(hubProtocol(protocol))
         .configureLogging(stderrLogger);
     if (reconnectDelays) builder = builder.withAutomaticReconnect(reconnectDelays);
+    if (statefulReconnect) builder = builder.withStatefulReconnect();
     const connection = builder.build();
     if (keepAliveMs) connection.keepAliveIntervalInMilliseconds = keepAliveMs;
     return connection;
@@ -182,10 +291,10 @@ export function buildConnection({
 
 /** Connections named after the test's tokens ({name: token}), each started and
  * recording the payloads of its Receive calls. */
-export async function openClients(tokens) {
+export async function openClients(tokens, options = {}) {
     const clients = {};
     for (const [name, token] of Object.entries(tokens)) {
-        const connection = buildConnection({ token });
+        const connection = buildConnection({ ...options, token });
         const received = [];
         connection.on("Receive", (payload) => received.push(payload));
         clients[name] = { connection: await start(connection), received };
