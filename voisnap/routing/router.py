@@ -245,6 +245,8 @@ class LocalRouter:
                 lag.full_seconds,
             )
             connection.evict_slow_consumer()
+            # Out of every group now, not when its task gets round to it.
+            self.remove_connection(connection)
 
     # -- one connection --------------------------------------------------------------------------
 

@@ -46,6 +46,9 @@ class NegotiatedConnection:
     """The transport that holds the token (for requests that come back to it)."""
     connection: Any = None
     """The HubConnection, once it runs."""
+    early: bytearray = attrs.Factory(bytearray)
+    """Bytes POSTed before the transport started (signalrcore sends its
+    handshake before its first poll); the transport receives them first."""
 
 
 def new_secret_id() -> str:
@@ -101,8 +104,9 @@ class ConnectionRegistry:
         return negotiated, first
 
     def find(self, token: str, hub_path: str, principal: Principal) -> NegotiatedConnection:
-        """A connection already bound to its transport (for sends and closes)."""
-        negotiated = self._active.get(token)
+        """A negotiated connection, started or not (for sends and closes)."""
+        self._forget_expired()
+        negotiated = self._active.get(token) or self._pending.get(token)
         if negotiated is None or negotiated.hub_path != hub_path:
             raise HttpError(404, NO_CONNECTION)
         owner = negotiated.principal

@@ -19,11 +19,14 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import trio
+
 from ..asgi import Receive, Scope, Send
 from ..errors import ConnectionClosed
 from ..transports.base import TransportType
 from ..transports.long_polling import LongPolling
 from ..transports.sse import ServerSentEvents
+from .connections import NegotiatedConnection
 from .http import HttpError, cors_headers, header_map, parse_query
 from .hub_server import HubServer
 from .hypercorn_bridge import socket_of
@@ -78,6 +81,7 @@ class HttpTransports:
             sock=socket_of(request.scope),
             extra_headers=request.cors,
         )
+        self.hubs.bind(admission, transport)
         await transport.open()
         await self.hubs.serve(admission, transport)
 
@@ -95,18 +99,24 @@ class HttpTransports:
                 max_bytes=self.settings.outbox_max_bytes,
                 poll_timeout=self.settings.long_polling_timeout,
             )
+            self.hubs.bind(admission, transport)
             self.hubs.serve_in_background(admission, transport)
             return await request.respond(200, b"", headers=[OCTET_STREAM, *NO_CACHE])
         assert admission.negotiated is not None
         transport = admission.negotiated.transport
         if transport is None or transport.closed:
             return await request.respond(204, b"")
-        ended = await transport.poll(
-            lambda body: request.respond(200, body, headers=[OCTET_STREAM, *NO_CACHE]),
-            socket_of(request.scope),
-        )
-        if ended is not None:
-            await request.respond(204, b"")
+        async with trio.open_nursery() as nursery:
+            # A client that goes away mid-poll ends the poll: the connection
+            # then counts as idle, and the heartbeat reaps it in time.
+            nursery.start_soon(_cancel_on_disconnect, request, nursery.cancel_scope)
+            ended = await transport.poll(
+                lambda body: request.respond(200, body, headers=[OCTET_STREAM, *NO_CACHE]),
+                socket_of(request.scope),
+            )
+            if ended is not None:
+                await request.respond(204, b"")
+            nursery.cancel_scope.cancel()
 
     async def _delete(self, request: Request) -> None:
         negotiated = self.hubs.find(request.path, request.headers, request.query)
@@ -123,12 +133,27 @@ class HttpTransports:
             raise HttpError(405, "POST requests are not allowed for WebSocket connections.")
         transport = negotiated.transport
         if transport is None:
-            raise HttpError(404, "No Connection with that ID")
+            return await self._post_early(request, negotiated)
         try:
             await transport.posts.post(request.body())
         except ConnectionClosed:
             raise HttpError(404, "No Connection with that ID") from None
         await request.respond(200, b"")
+
+    async def _post_early(self, request: Request, negotiated: NegotiatedConnection) -> None:
+        """A send before the transport started: kept for it (bounded)."""
+        async for chunk in request.body():
+            negotiated.early += chunk
+            if len(negotiated.early) > self.settings.max_message_size:
+                negotiated.early.clear()
+                raise HttpError(413, "Too much was sent before the transport started.")
+        await request.respond(200, b"")
+
+
+async def _cancel_on_disconnect(request: Request, scope: trio.CancelScope) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 class Request:

@@ -193,6 +193,18 @@ class HubServer:
         """Where connections that outlive their first request (long polling) run."""
         self._background = nursery
 
+    def bind(self, admission: Admission, transport: Transport) -> None:
+        """Make ``transport`` the one requests for this connection find (POSTs,
+        polls), with any bytes POSTed before it existed. Call it before telling
+        the client the transport is open, or its first POST could miss it."""
+        negotiated = admission.negotiated
+        if negotiated is None:
+            return
+        negotiated.transport = transport
+        if negotiated.early:
+            transport.posts.feed_nowait(bytes(negotiated.early))
+            negotiated.early.clear()
+
     def serve_in_background(self, admission: Admission, transport: Transport) -> None:
         assert self._background is not None, "attach() a nursery first"
         self._background.start_soon(self.serve, admission, transport)

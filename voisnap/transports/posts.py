@@ -33,6 +33,10 @@ class PostedBytes:
                 except (trio.BrokenResourceError, trio.ClosedResourceError):
                     raise ConnectionClosed("the connection is closed") from None
 
+    def feed_nowait(self, data: bytes) -> None:
+        """Bytes that arrived before this transport existed (the queue is empty then)."""
+        self._in.send_nowait(data)
+
     async def receive_some(self) -> bytes:
         try:
             return await self._out.receive()
