@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import datetime
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from functools import partial
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import attrs
 import pytest
 import trio
-from hypercorn.config import Config
-from hypercorn.trio import serve
 
+from tests.support.openai_endpoint import event, serving
 from voisnap.agents.base import (
     AgentError,
     AgentEvent,
@@ -54,12 +51,6 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: Any
-
-
-def event(payload: Any) -> bytes:
-    """One Server-Sent Event carrying ``payload`` (a JSON value, or raw text)."""
-    data = payload if isinstance(payload, str) else json.dumps(payload)
-    return f"data: {data}\n\n".encode()
 
 
 def delta(content: str) -> bytes:
@@ -115,19 +106,6 @@ def streaming(*parts: bytes, status: int = 200,
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     return answer
-
-
-@asynccontextmanager
-async def serving(app: Endpoint) -> AsyncIterator[str]:
-    """``app`` on 127.0.0.1, a free port; the base URL (with /v1)."""
-    config = Config()
-    config.bind = ["127.0.0.1:0"]
-    config.accesslog = None
-    config.loglevel = "WARNING"
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(partial(serve, app, config, mode="asgi"))
-        yield binds[0] + "/v1"
-        nursery.cancel_scope.cancel()
 
 
 class NoQuestions:
