@@ -4,13 +4,13 @@ This is the slow path. Hub WebSockets normally take voisnap's own transport
 (``transports.websockets``), but a WebSocket upgrade can arrive on a connection
 already handed to hypercorn (TLS, HTTP/2, or an HTTP keep-alive connection that
 upgrades later), and it must work too. Here each message goes through ASGI's
-``send``, which hypercorn shields, so a stalled client cannot be cut off in the
-middle of a write: eviction drops the backlog and ends the connection as soon
-as the write in progress returns.
+``send``, which hypercorn shields, so a write stuck on a stalled client cannot
+be cancelled: eviction cuts the socket off instead (``transports.sockets``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable
 
@@ -22,6 +22,7 @@ from ..protocol import TransferFormat
 from ..routing.outbox import Outbox
 from .base import QueuedSends
 from .frames import OPCODE_BINARY, OPCODE_TEXT, Frame, Framer, data_runs
+from .sockets import cut_off
 
 
 class PlainFramer:
@@ -80,8 +81,7 @@ class AsgiWebSocket(QueuedSends):
             raise ConnectionClosed("the connection is closed")
         message = await self._receive()
         if message["type"] == "websocket.disconnect":
-            self._closed = True
-            self.outbox.close()
+            self._mark_closed()
             raise ConnectionClosed("the client closed the WebSocket")
         if message.get("bytes") is not None:
             return message["bytes"]
@@ -113,14 +113,23 @@ class AsgiWebSocket(QueuedSends):
             if last_frame is not None:
                 await self.send(last_frame)
             await self.outbox.wait_empty()
-            try:
+            with contextlib.suppress(Exception):  # the client may be gone already
                 await self._send({"type": "websocket.close", "code": 1000})
-            except Exception:
-                pass
-        self.abort()
+        self._mark_closed()
 
     def abort(self, last_frame: Frame | None = None) -> None:
-        """ASGI cannot write without waiting, so ``last_frame`` is dropped; the
-        ASGI app returns and hypercorn closes the socket."""
+        """Close at once. ASGI cannot write without waiting, so ``last_frame``
+        is dropped; and since hypercorn shields its writes, a write stuck on a
+        stalled client would never return: the socket is cut off
+        (``transports.sockets``), which makes that write fail."""
+        if self._sock is not None and not self._closed:
+            cut_off(self._sock)
+        self._mark_closed()
+
+    def _mark_closed(self) -> None:
+        if self._closed:
+            return
         self._closed = True
         self.outbox.close()
+        if self.on_closed is not None:
+            self.on_closed()
