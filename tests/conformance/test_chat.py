@@ -31,10 +31,12 @@ How it runs:
 from __future__ import annotations
 
 import contextlib
+import http.server
 import itertools
 import json
 import re
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -56,6 +58,8 @@ SETTINGS = {**FAST_SETTINGS, "agent_token_delay": str(TOKEN_DELAY)}
 # FAST_SETTINGS close a client silent for 3 s after its first Ping, so the
 # client pings every second (as in test_js_client.py).
 CLIENT = {"transport": "WebSockets", "protocol": "json", "keepAliveMs": 1000}
+TRANSPORTS = ["WebSockets", "ServerSentEvents", "LongPolling"]
+RECONNECT_DELAYS = [0, 100, 200, 500] + [1000] * 10
 WAIT = 10.0  # the longest any one event may take to come
 SCENARIO_TIMEOUT = 45.0
 
@@ -63,7 +67,6 @@ TASK_EVENTS = (
     "TaskQueued", "TaskStarted", "AgentStatus", "StreamChunk", "ToolCallStarted",
     "ToolCallCompleted", "ReceiveMessage", "TaskCompleted", "TaskFailed", "TaskCancelled",
 )
-USER_EVENTS = ("SessionUpdated", "SessionNotification")
 # Seed 000, "Chat hub", "SessionNotification", "Tasks hub": the payload of each event.
 FIELDS = {
     "TaskQueued": {"taskId", "sessionId"},
@@ -130,7 +133,8 @@ def token(server: ServerProcess, user: str, tenant: str = "acme", ttl: float = 3
 
 def rest(server: ServerProcess, bearer: str | None, path: str, **query: Any) -> httpx.Response:
     headers = {} if bearer is None else {"Authorization": f"Bearer {bearer}"}
-    return httpx.get(f"{server.url}{path}", headers=headers, params=query, timeout=5.0)
+    return httpx.get(f"{server.url}{path}", headers=headers, params=query, timeout=5.0,
+                     trust_env=False)  # 127.0.0.1 directly, whatever proxy the environment names
 
 
 def rest_ok(server: ServerProcess, bearer: str, path: str, **query: Any) -> Any:
@@ -145,6 +149,12 @@ def messages_of(server: ServerProcess, bearer: str, session_id: str) -> list[dic
 
 def task_of(server: ServerProcess, bearer: str, task_id: str) -> dict[str, Any]:
     return rest_ok(server, bearer, f"/tasks/{task_id}")
+
+
+def message(content: str, session_id: str | None, **fields: Any) -> dict[str, Any]:
+    """SendMessage's argument, as the seed writes it ("Chat hub")."""
+    return {"sessionId": session_id, "agentId": "sophon", "content": content,
+            "channelId": "webchat", "attachments": [], "isStreaming": True, **fields}
 
 
 # -- devices ---------------------------------------------------------------------------------
@@ -187,16 +197,12 @@ class Devices:
 
     def send(self, device: str, content: str, session_id: str | None = None,
              **fields: Any) -> dict[str, Any]:
-        """SendMessage, as the seed writes it; its result {taskId, sessionId, messageId}."""
-        request = {"sessionId": session_id, "agentId": "sophon", "content": content,
-                   "channelId": "webchat", "attachments": [], "isStreaming": True, **fields}
-        return self.call(device, "SendMessage", request)
+        """SendMessage; its result {taskId, sessionId, messageId}."""
+        return self.call(device, "SendMessage", message(content, session_id, **fields))
 
     def send_refused(self, device: str, content: str, session_id: str | None = None,
                      **fields: Any) -> str:
-        request = {"sessionId": session_id, "agentId": "sophon", "content": content,
-                   "channelId": None, "attachments": [], "isStreaming": True, **fields}
-        return self.refused(device, "SendMessage", request)
+        return self.refused(device, "SendMessage", message(content, session_id, **fields))
 
     def wait(self, device: str, target: str, count: int = 1, timeout: float = WAIT,
              **match: Any) -> dict[str, Any]:
@@ -244,10 +250,11 @@ class Devices:
 
 
 @contextlib.contextmanager
-def devices(server: ServerProcess, timeout: float = SCENARIO_TIMEOUT,
+def devices(server: ServerProcess, timeout: float = SCENARIO_TIMEOUT, client: Any = None,
             **tokens: str) -> Iterator[Devices]:
-    """A ``chat_devices.mjs`` run with one device per keyword ({name: token})."""
-    params = {"url": server.hub_url("chat"), **CLIENT, "devices": tokens}
+    """A ``chat_devices.mjs`` run with one device per keyword ({name: token});
+    ``client`` overrides CLIENT (transport, protocol)."""
+    params = {"url": server.hub_url("chat"), **CLIENT, **(client or {}), "devices": tokens}
     with NodeScenario("chat_devices.mjs", params, timeout) as scenario:
         scenario.wait_for("ready")
         chat = Devices(scenario)
@@ -320,7 +327,7 @@ def scoping(chat_server: ServerProcess) -> dict[str, Any]:
     (acme) and alice@globex (another tenant, the same user id) try to join S1
     and watch."""
     server = chat_server
-    alice = token(server, "alice")
+    alice = server.token("alice", "acme")  # from the real `voisnap token` command
     stranger_tokens = {"M": token(server, "mallory"), "G": token(server, "alice", "globex")}
     s1, s2 = new_id("s1"), new_id("s2")
     with devices(server, A=alice, B=alice, **stranger_tokens) as chat:
@@ -330,9 +337,9 @@ def scoping(chat_server: ServerProcess) -> dict[str, Any]:
         chat.wait_done("B", second["taskId"])
         assert chat.call("A", "JoinSession", s1) is None
         assert chat.call("B", "JoinSession", s2) is None
-        refusals = {
-            name: {"S1": chat.refused(name, "JoinSession", s1),
-                   "unknown": chat.refused(name, "JoinSession", "sess-nobody-has-this")}
+        joins = {
+            name: {"S1": chat.invoke(name, "JoinSession", s1),
+                   "unknown": chat.invoke(name, "JoinSession", "sess-nobody-has-this")}
             for name in ("M", "G")
         }
         sent = chat.send("A", "hello there, who are you?", s1)
@@ -343,7 +350,7 @@ def scoping(chat_server: ServerProcess) -> dict[str, Any]:
         wire = chat.log("A")["wire"]
     task = task_of(server, alice, sent["taskId"])
     return {"s1": s1, "s2": s2, "sent": sent, "task": task, "received": received, "wire": wire,
-            "refusals": refusals, "messages": messages_of(server, alice, s1)}
+            "joins": joins, "messages": messages_of(server, alice, s1)}
 
 
 def test_scoping_joined_device_receives_whole_stream(scoping: dict[str, Any]) -> None:
@@ -404,20 +411,22 @@ def test_join_session_of_stranger_is_refused_like_unknown_session(
 ) -> None:
     """Mallory (acme) and alice@globex cannot join alice@acme's S1, and the
     error is the one for a session that does not exist (ids cannot be probed)."""
-    refusals = scoping["refusals"][stranger]
-    assert NOT_YOURS.format(scoping["s1"]) in refusals["S1"], refusals
-    assert refusals["S1"].replace(scoping["s1"], "X") == refusals["unknown"].replace(
+    joins = scoping["joins"][stranger]
+    assert not joins["S1"]["ok"] and not joins["unknown"]["ok"], joins
+    assert NOT_YOURS.format(scoping["s1"]) in joins["S1"]["error"], joins
+    assert joins["S1"]["error"].replace(scoping["s1"], "X") == joins["unknown"]["error"].replace(
         "sess-nobody-has-this", "X")
 
 
 # -- the stream of one task: contents, order, payload fields ----------------------------------
 
 
-@pytest.fixture(scope="module")
-def tool_stream(chat_server: ServerProcess) -> dict[str, Any]:
-    """One legacy device asks "what is 12 * 7": a tool call, then a streamed reply."""
-    bearer = token(chat_server, "stream-user")
-    with devices(chat_server, L=bearer) as chat:
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def tool_stream(chat_server: ServerProcess, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """One legacy device asks "what is 12 * 7": a tool call, then a streamed
+    reply; once per transport (seed 000, "Transport selection"), the JSON protocol."""
+    bearer = token(chat_server, f"stream-user-{request.param}")
+    with devices(chat_server, client={"transport": request.param}, L=bearer) as chat:
         sent = chat.send("L", "what is 12 * 7")
         chat.wait_done("L", sent["taskId"])
         log = chat.log("L")
@@ -508,6 +517,25 @@ def test_task_completed_reports_duration_and_tokens(tool_stream: dict[str, Any])
     assert started["startedAt"] == task["startedAt"]
 
 
+def test_stream_over_messagepack_has_seed_names_and_fields(chat_server: ServerProcess) -> None:
+    """The MessagePack hub protocol carries the same events, with the same
+    camelCase fields, as JSON."""
+    bearer = token(chat_server, "msgpack-user")
+    with devices(chat_server, client={"protocol": "messagepack"}, L=bearer) as chat:
+        sent = chat.send("L", "what is 12 * 7")
+        chat.wait_done("L", sent["taskId"])
+        events = chat.events("L")
+    assert set(sent) == {"taskId", "sessionId", "messageId"}
+    reply = messages_of(chat_server, bearer, sent["sessionId"])[-1]
+    stream = of_task(events, sent["taskId"], reply["messageId"])
+    assert_seed_order(stream)
+    assert streamed(stream) == stream[-2]["payload"]["content"] == reply["content"]
+    for event in events:
+        fields = set(event["payload"]) - ({"toolCalls"} if event["target"] == "ReceiveMessage"
+                                          else set())
+        assert fields == FIELDS[event["target"]], event
+
+
 def test_send_message_not_streaming_sends_no_chunks(chat_server: ServerProcess) -> None:
     """StreamChunk only "if streaming enabled": the reply still comes whole."""
     bearer = token(chat_server, "no-stream-user")
@@ -534,6 +562,7 @@ def test_agent_failure_sends_task_failed(chat_server: ServerProcess) -> None:
     assert len(failed) == 1 and set(failed[0]) == FIELDS["TaskFailed"]
     assert "could not be reached" in failed[0]["error"]
     assert notification["success"] is False
+    assert failed[0]["error"].startswith(notification["excerpt"].rstrip("…"))
     task = task_of(chat_server, bearer, sent["taskId"])
     assert task["state"] == "failed" and task["error"] == failed[0]["error"]
 
@@ -580,6 +609,23 @@ def test_legacy_client_after_join_session_receives_only_joined_sessions(
     stream = of_task(events, joined["taskId"])
     assert targets(stream)[0] == "TaskQueued" and targets(stream)[-1] == "TaskCompleted"
     assert streamed(stream) == "4 + 4 = 8."
+
+
+def test_leave_session_stops_its_events(chat_server: ServerProcess) -> None:
+    """J joins S, then leaves it: S's next task reaches J only as the
+    user-wide SessionNotification."""
+    bearer = token(chat_server, "leaving-user")
+    with devices(chat_server, J=bearer, P=bearer) as chat:
+        session_id = chat.send("P", "what is 1 + 4", new_id("left"))["sessionId"]
+        chat.call("J", "JoinSession", session_id)
+        watched = chat.send("P", "what is 2 + 4", session_id)
+        chat.wait_done("J", watched["taskId"])
+        assert chat.call("J", "LeaveSession", session_id) is None
+        after = chat.send("P", "what is 3 + 4", session_id)
+        chat.wait_done("J", after["taskId"])
+        events = chat.events("J")
+    assert streamed(of_task(events, watched["taskId"])) == "2 + 4 = 6."
+    assert of_task(events, after["taskId"]) == []
 
 
 # -- SendMessage -----------------------------------------------------------------------------
@@ -814,37 +860,101 @@ def test_reconnect_mid_task_then_join_session_receives_rest_of_stream(
 # -- server restarts -------------------------------------------------------------------------
 
 
-def test_restart_between_messages_keeps_sessions_history_and_tasks(
-    start_server: Callable[..., ServerProcess],
-) -> None:
-    """SIGTERM between two messages, restart on the same port and data dir:
-    sessions, messages and tasks read as before; the same session takes a
-    follow-up message; the agent still has the note it was given; a retry of
-    the first message (its client messageId) is still recognised."""
-    server = start_server(settings=SETTINGS)
-    bearer = token(server, "restarting-user")
-    session_id, client_id = new_id("kept"), new_id("client-msg")
-    with devices(server, A=bearer) as chat:
-        first = chat.send("A", "remember to buy oat milk", session_id, messageId=client_id)
-        chat.wait_done("A", first["taskId"])
-    sessions_before = rest_ok(server, bearer, "/sessions")
-    messages_before = messages_of(server, bearer, session_id)
-    task_before = task_of(server, bearer, first["taskId"])
-    assert server.stop() == 0
+class FakeModel:
+    """An OpenAI-compatible streaming chat-completions endpoint on 127.0.0.1
+    (what ``agents/openai.py`` talks to): it records the messages of every
+    request and streams "You said: <the last message>" a word per chunk."""
 
-    restarted = start_server(settings=SETTINGS, port=server.port, data_dir=server.data_dir)
-    assert rest_ok(restarted, bearer, "/sessions") == sessions_before
-    assert messages_of(restarted, bearer, session_id) == messages_before
-    assert task_of(restarted, bearer, first["taskId"]) == task_before
-    with devices(restarted, A=bearer) as chat:
-        assert chat.call("A", "JoinSession", session_id) is None
-        assert chat.send("A", "remember to buy oat milk", session_id, messageId=client_id) == first
-        second = chat.send("A", "what are my notes?", session_id)
-        chat.wait_done("A", second["taskId"])
+    def __init__(self) -> None:
+        self.requests: list[list[dict[str, str]]] = []
+        model = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                model.requests.append(body["messages"])
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                reply = "You said: " + body["messages"][-1]["content"]
+                for word in re.findall(r"\S+\s*", reply):
+                    chunk = {"choices": [{"delta": {"content": word}}]}
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                usage = {"choices": [], "usage": {"total_tokens": 7}}
+                self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def agents_file(self, directory: Path) -> Path:
+        """An agents file with this endpoint as the agent ``model``."""
+        port = self._server.server_address[1]
+        path = directory / "model-agents.toml"
+        path.write_text(f"[agents.model]\nbackend = \"openai\"\n"
+                        f"base_url = \"http://127.0.0.1:{port}/v1\"\nmodel = \"fake\"\n")
+        return path
+
+    def __enter__(self) -> FakeModel:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(5)
+
+
+def test_restart_between_messages_keeps_sessions_history_and_tasks(
+    start_server: Callable[..., ServerProcess], tmp_path: Path,
+) -> None:
+    """SIGTERM between messages, restart on the same port and data dir; the
+    device reconnects by itself (withAutomaticReconnect) and joins its session
+    again. Sessions, messages and tasks read as before; the session takes
+    follow-up messages; the model agent is given the history from before the
+    restart, the built-in agent still has its note, and a retry of the first
+    message (its client messageId) is still recognised."""
+    with FakeModel() as model:
+        args = ["--agents-file", str(model.agents_file(tmp_path))]
+        server = start_server(settings=SETTINGS, args=args)
+        bearer = token(server, "restarting-user")
+        session_id, client_id = new_id("kept"), new_id("client-msg")
+        reconnecting = {"reconnectDelays": RECONNECT_DELAYS}
+        with devices(server, client=reconnecting, A=bearer) as chat:
+            first = chat.send("A", "remember to buy oat milk", session_id, messageId=client_id)
+            chat.wait_done("A", first["taskId"])
+            told = chat.send("A", "my name is Ana", session_id, agentId="model")
+            chat.wait_done("A", told["taskId"])
+            sessions_before = rest_ok(server, bearer, "/sessions")
+            messages_before = messages_of(server, bearer, session_id)
+            tasks_before = [task_of(server, bearer, sent["taskId"]) for sent in (first, told)]
+            assert server.stop() == 0
+            chat.scenario.wait_for("reconnecting:A", timeout=WAIT)
+            restarted = start_server(settings=SETTINGS, args=args, port=server.port,
+                                     data_dir=server.data_dir)
+            chat.scenario.wait_for("reconnected:A", timeout=WAIT)
+
+            assert rest_ok(restarted, bearer, "/sessions") == sessions_before
+            assert messages_of(restarted, bearer, session_id) == messages_before
+            assert [task_of(restarted, bearer, task["taskId"]) for task in tasks_before] == (
+                tasks_before)
+            assert chat.call("A", "JoinSession", session_id) is None
+            retry = chat.send("A", "remember to buy oat milk", session_id, messageId=client_id)
+            assert retry == first
+            asked = chat.send("A", "what is my name?", session_id, agentId="model")
+            chat.wait_done("A", asked["taskId"])
+            notes = chat.send("A", "what are my notes?", session_id)
+            chat.wait_done("A", notes["taskId"])
+            events = chat.events("A")
+    history = [{"role": m["role"], "content": m["content"]} for m in messages_before]
+    assert model.requests[-1] == [*history, {"role": "user", "content": "what is my name?"}]
+    assert streamed(of_task(events, asked["taskId"])) == "You said: what is my name?"
     messages = messages_of(restarted, bearer, session_id)
-    assert messages[:2] == messages_before and len(messages) == 4
+    assert messages[:4] == messages_before and len(messages) == 8
     assert "oat milk" in messages[-1]["content"], messages[-1]
-    assert task_of(restarted, bearer, second["taskId"])["state"] == "completed"
+    assert task_of(restarted, bearer, notes["taskId"])["state"] == "completed"
 
 
 def test_restart_after_kill_mid_stream_marks_task_failed_interrupted(

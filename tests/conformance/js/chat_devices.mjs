@@ -19,10 +19,13 @@
 //        before has arrived (see fence() in lib.mjs)
 //   {op: "log", id, device}                       -> "log:<id>" {events, wire}
 //        events: [{target, payload}] as the client's handlers saw them;
-//        wire: the hub messages on the socket, in order, Pings left out
+//        wire: the hub messages its transport carried, in order, Pings left out
 //   {op: "stop", device}                          -> "stopped:<device>"
 //   {op: "end"}                                   -> the result line, {}
-// Input: {url, keepAliveMs, devices?: {name: token}} (devices opened before "ready").
+// With input.reconnectDelays, devices reconnect automatically and say so:
+//   "reconnecting:<device>" {error}, then "reconnected:<device>" {connectionId}.
+// Input: {url, keepAliveMs, transport, protocol, reconnectDelays?, devices?: {name: token}}
+// (the devices are opened before "ready").
 
 import { Inbox, buildConnection, describe, emit, input, newTap, readLine, run, start } from "./lib.mjs";
 
@@ -47,11 +50,15 @@ const devices = {};
 
 async function open(name, token) {
     const tap = newTap();
-    const connection = buildConnection({ token, tap });
+    const connection = buildConnection({ token, tap, reconnectDelays: input.reconnectDelays });
     const events = new Inbox();
     for (const target of CHAT_EVENTS) {
         connection.on(target, (payload) => events.push({ target, payload }));
     }
+    connection.onreconnecting((error) =>
+        emit(`reconnecting:${name}`, { error: error ? describe(error) : null }),
+    );
+    connection.onreconnected((connectionId) => emit(`reconnected:${name}`, { connectionId }));
     devices[name] = { connection, events, tap };
     await start(connection);
     return connection.connectionId;
@@ -99,8 +106,10 @@ function log(name) {
 
 async function handle(command) {
     switch (command.op) {
-        case "open":
-            return emit(`opened:${command.device}`, { connectionId: await open(command.device, command.token) });
+        case "open": {
+            const connectionId = await open(command.device, command.token);
+            return emit(`opened:${command.device}`, { connectionId });
+        }
         case "invoke":
             return emit(`invoked:${command.id}`, await invoke(command));
         case "await":
@@ -120,7 +129,8 @@ async function handle(command) {
 
 run(async () => {
     for (const [name, token] of Object.entries(input.devices ?? {})) await open(name, token);
-    emit("ready", { devices: Object.fromEntries(Object.entries(devices).map(([n, d]) => [n, d.connection.connectionId])) });
+    const ids = Object.entries(devices).map(([name, { connection }]) => [name, connection.connectionId]);
+    emit("ready", { devices: Object.fromEntries(ids) });
     const failures = [];
     for (;;) {
         const command = JSON.parse(await readLine(input.timeoutMs ?? 60000));
