@@ -19,16 +19,16 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from pysignalr.client import SignalRClient
 from pysignalr.messages import CompletionMessage
 from signalrcore.hub.base_hub_connection import BaseHubConnection
 from signalrcore.hub_connection_builder import HubConnectionBuilder
 
+from tests.support.pysignalr_client import pysignalr_client, pysignalr_invoke, run_async
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.conformance
@@ -48,51 +48,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 
 # -- pysignalr ---------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def pysignalr_client(
-    server: ServerProcess, token: str, handlers: dict[str, Any] | None = None
-) -> AsyncIterator[SignalRClient]:
-    """A connected pysignalr client; its ``run()`` task is cancelled on exit."""
-    client = SignalRClient(f"{server.hub_url()}?access_token={token}", signalr_ping_interval=1)
-    for method, handler in (handlers or {}).items():
-        client.on(method, handler)
-    opened = asyncio.Event()
-
-    async def on_open() -> None:
-        opened.set()
-
-    client.on_open(on_open)
-    running = asyncio.create_task(client.run())
-    waiting = asyncio.create_task(opened.wait())
-    try:
-        await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        if running.done():
-            raise AssertionError(f"pysignalr stopped before connecting: {running.exception()!r}")
-        yield client
-    finally:
-        for task in (running, waiting):
-            task.cancel()
-        await asyncio.gather(running, waiting, return_exceptions=True)
-
-
-async def pysignalr_invoke(client: SignalRClient, method: str, *args: Any) -> CompletionMessage:
-    answered: asyncio.Future[CompletionMessage] = asyncio.get_running_loop().create_future()
-
-    async def on_completion(message: CompletionMessage) -> None:
-        answered.set_result(message)
-
-    await client.send(method, list(args), on_invocation=on_completion)
-    return await answered
-
-
-def run_async(scenario: Any) -> Any:
-    async def bounded() -> Any:
-        async with asyncio.timeout(TIMEOUT):
-            return await scenario
-
-    return asyncio.run(bounded())
 
 
 def test_pysignalr_echo_returns_result(hub: ServerProcess) -> None:

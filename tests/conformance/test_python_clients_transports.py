@@ -59,18 +59,18 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from pysignalr.client import SignalRClient
 from pysignalr.messages import CompletionMessage
 from pysignalr.protocol.messagepack import MessagepackProtocol
 from signalrcore.hub.base_hub_connection import BaseHubConnection
 from signalrcore.hub_connection_builder import HubConnectionBuilder
 from signalrcore.types import HttpTransportType, HubProtocolEncoding
 
+from tests.support.pysignalr_client import pysignalr_client, pysignalr_invoke, run_async
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.conformance
@@ -94,55 +94,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 # -- pysignalr, MessagePack over WebSockets ------------------------------------------------------
 
 
-@asynccontextmanager
-async def pysignalr_messagepack(
-    server: ServerProcess, token: str, handlers: dict[str, Any] | None = None
-) -> AsyncIterator[SignalRClient]:
-    """A connected pysignalr client speaking MessagePack; stopped on exit."""
-    client = SignalRClient(f"{server.hub_url()}?access_token={token}",
-                           protocol=MessagepackProtocol(), signalr_ping_interval=1)
-    for method, handler in (handlers or {}).items():
-        client.on(method, handler)
-    opened = asyncio.Event()
-
-    async def on_open() -> None:
-        opened.set()
-
-    client.on_open(on_open)
-    running = asyncio.create_task(client.run())
-    waiting = asyncio.create_task(opened.wait())
-    try:
-        await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        if running.done():
-            raise AssertionError(f"pysignalr stopped before connecting: {running.exception()!r}")
-        yield client
-    finally:
-        for task in (running, waiting):
-            task.cancel()
-        await asyncio.gather(running, waiting, return_exceptions=True)
-
-
-async def pysignalr_invoke(client: SignalRClient, method: str, *args: Any) -> CompletionMessage:
-    answered: asyncio.Future[CompletionMessage] = asyncio.get_running_loop().create_future()
-
-    async def on_completion(message: CompletionMessage) -> None:
-        answered.set_result(message)
-
-    await client.send(method, list(args), on_invocation=on_completion)
-    return await answered
-
-
-def run_async(scenario: Any) -> Any:
-    async def bounded() -> Any:
-        async with asyncio.timeout(TIMEOUT):
-            return await scenario
-
-    return asyncio.run(bounded())
-
-
 def test_pysignalr_messagepack_echo_returns_bytes_and_nested_values(hub: ServerProcess) -> None:
     async def scenario() -> CompletionMessage:
-        async with pysignalr_messagepack(hub, hub.token()) as client:
+        async with pysignalr_client(hub, hub.token(), protocol=MessagepackProtocol()) as client:
             return await pysignalr_invoke(client, "Echo", {**VALUE, "bytes": BINARY})
 
     completion = run_async(scenario())
@@ -158,8 +112,9 @@ def test_pysignalr_messagepack_group_message_is_received(hub: ServerProcess) -> 
             await received.put(arguments)
 
         handlers = {"Receive": on_receive}
-        async with pysignalr_messagepack(hub, hub.token("alice"), handlers) as member, \
-                pysignalr_messagepack(hub, hub.token("bob")) as sender:
+        msgpack = MessagepackProtocol()
+        async with pysignalr_client(hub, hub.token("alice"), handlers, msgpack) as member, \
+                pysignalr_client(hub, hub.token("bob"), protocol=msgpack) as sender:
             joined = await pysignalr_invoke(member, "JoinGroup", "pysignalr-msgpack")
             assert joined.error is None, joined.error
             sent = await pysignalr_invoke(sender, "SendToGroup", "pysignalr-msgpack",
@@ -175,7 +130,8 @@ def test_pysignalr_messagepack_client_result_answers_ask(hub: ServerProcess) -> 
         return {"answer": arguments[0].upper()}
 
     async def scenario() -> CompletionMessage:
-        async with pysignalr_messagepack(hub, hub.token(), {"Prompt": on_prompt}) as client:
+        handlers = {"Prompt": on_prompt}
+        async with pysignalr_client(hub, hub.token(), handlers, MessagepackProtocol()) as client:
             return await pysignalr_invoke(client, "Ask", "why?")
 
     completion = run_async(scenario())
@@ -194,7 +150,7 @@ def test_pysignalr_messagepack_counter_stream_items_then_completion(hub: ServerP
         async def on_complete(message: CompletionMessage) -> None:
             completed.set_result(message)
 
-        async with pysignalr_messagepack(hub, hub.token()) as client:
+        async with pysignalr_client(hub, hub.token(), protocol=MessagepackProtocol()) as client:
             await client.stream("Counter", [5, 1], on_next=on_next, on_complete=on_complete)
             return items, await completed
 
