@@ -1,15 +1,20 @@
 """The hubs of one server, and the steps every transport request goes through.
 
 ``HubServer`` is what both doors share: voisnap's own WebSocket path (the front
-door) and the ASGI app (negotiate, and WebSockets that arrive through
-hypercorn). Admitting a transport request is the same checks in the same order
-whichever door it came in by:
+door) and the ASGI app (negotiate, Server-Sent Events, long polling, and
+WebSockets that arrive through hypercorn). Admitting a transport request is the
+same checks in the same order whichever door it came in by:
 
-1. the path names a mounted hub (else 404);
+1. the path names a mounted hub that offers this transport (else 404);
 2. a browser's ``Origin`` is on the allowed list (else 403);
 3. the access token is valid (else 401: no connection is created);
 4. the ``id`` names a connection this user negotiated for this hub, or there is
-   no ``id`` and the client skipped negotiation (else 404, 403 or 409).
+   no ``id`` and the client skipped negotiation (WebSockets only); a second
+   request is a long poll, or a stateful client coming back on a new WebSocket
+   (else 400, 403, 404 or 409).
+
+It also holds what the apps add: background services (the store, the task
+runtime) and REST routes.
 """
 
 from __future__ import annotations
