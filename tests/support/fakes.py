@@ -47,7 +47,7 @@ from voisnap.protocol import (
 )
 from voisnap.protocol.framing import TextFraming
 from voisnap.routing.outbox import Outbox
-from voisnap.transports.base import QueuedSends
+from voisnap.transports.base import QueuedTransport
 from voisnap.transports.frames import Frame, Framer
 
 RS = b"\x1e"
@@ -65,7 +65,7 @@ class PlainFramer:
 PLAIN_FRAMER = PlainFramer()
 
 
-class MemoryTransport(QueuedSends):
+class MemoryTransport(QueuedTransport):
     """The Transport protocol over two trio memory channels and an ``Outbox``."""
 
     transfer_format = TransferFormat.BINARY  # carries text and binary, like WebSockets

@@ -20,9 +20,8 @@ from ..asgi import Receive, Send
 from ..errors import ConnectionClosed
 from ..protocol import TransferFormat
 from ..routing.outbox import Outbox
-from .base import QueuedSends
+from .base import QueuedTransport
 from .frames import OPCODE_BINARY, OPCODE_TEXT, Frame, Framer, data_runs
-from .sockets import cut_off
 
 
 class PlainFramer:
@@ -39,7 +38,7 @@ TEXT_MESSAGES = PlainFramer(OPCODE_TEXT)
 BINARY_MESSAGES = PlainFramer(OPCODE_BINARY)
 
 
-class AsgiWebSocket(QueuedSends):
+class AsgiWebSocket(QueuedTransport):
     transfer_format = TransferFormat.BINARY
     inherent_keep_alive = False
     resumable = True  # a stateful client may continue on a new WebSocket
@@ -72,10 +71,6 @@ class AsgiWebSocket(QueuedSends):
     def framer_for(transfer_format: TransferFormat) -> Framer:
         return TEXT_MESSAGES if transfer_format is TransferFormat.TEXT else BINARY_MESSAGES
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     async def receive_some(self) -> bytes:
         if self._closed:
             raise ConnectionClosed("the connection is closed")
@@ -106,30 +101,9 @@ class AsgiWebSocket(QueuedSends):
             return False
         return True
 
-    async def aclose(self, last_frame: Frame | None, timeout: float) -> None:
-        if self._closed:
-            return
-        with trio.move_on_after(timeout):
-            if last_frame is not None:
-                await self.send(last_frame)
-            await self.outbox.wait_empty()
-            with contextlib.suppress(Exception):  # the client may be gone already
-                await self._send({"type": "websocket.close", "code": 1000})
-        self._mark_closed()
+    async def _say_goodbye(self) -> None:
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await self._send({"type": "websocket.close", "code": 1000})
 
-    def abort(self, last_frame: Frame | None = None) -> None:
-        """Close at once. ASGI cannot write without waiting, so ``last_frame``
-        is dropped; and since hypercorn shields its writes, a write stuck on a
-        stalled client would never return: the socket is cut off
-        (``transports.sockets``), which makes that write fail."""
-        if self._sock is not None and not self._closed:
-            cut_off(self._sock)
-        self._mark_closed()
-
-    def _mark_closed(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.outbox.close()
-        if self.on_closed is not None:
-            self.on_closed()
+    def _socket(self) -> socket.socket | None:
+        return self._sock

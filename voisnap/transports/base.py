@@ -20,6 +20,7 @@ polling) offers the same small surface:
 from __future__ import annotations
 
 import enum
+import socket
 from collections.abc import Callable
 from typing import Protocol
 
@@ -28,6 +29,7 @@ import trio
 from ..protocol import TransferFormat
 from ..routing.outbox import Outbox
 from .frames import Frame, Framer
+from .sockets import cut_off
 
 
 class TransportType(enum.Enum):
@@ -106,18 +108,31 @@ class Transport(Protocol):
     def abort(self, last_frame: Frame | None = None) -> None: ...
 
 
-class QueuedSends:
-    """The sending half shared by transports whose every write goes through
-    their outbox (ASGI WebSocket, Server-Sent Events, long polling).
-    ``send_nowait`` queues; ``send`` waits for room (``send_waiting``)."""
+class QueuedTransport:
+    """What transports whose every write goes through their outbox share (ASGI
+    WebSocket, Server-Sent Events, long polling): ``send_nowait`` queues,
+    ``send`` waits for room (``send_waiting``), and closing.
+
+    Subclasses set ``outbox``, ``frames_accepted``, ``on_closed`` and
+    ``_closed``, and fill in the hooks: ``_say_goodbye`` (the transport's own
+    polite end), ``_socket`` (the TCP socket to cut off) and ``_release``
+    (whatever else waits on the transport).
+    """
 
     __slots__ = ()
     outbox: Outbox[Frame]
     frames_accepted: int
-    closed: bool  # a property of each transport
+    on_closed: Callable[[], None] | None
+    _closed: bool
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # -- sending ----------------------------------------------------------------------------------
 
     def send_nowait(self, frame: Frame) -> None:
-        if self.closed:
+        if self._closed:
             return
         self.frames_accepted += 1
         self.outbox.put_nowait(frame, frame.size)
@@ -129,8 +144,51 @@ class QueuedSends:
     async def send(self, frame: Frame) -> None:
         await send_waiting(self, frame)
 
+    # -- closing ----------------------------------------------------------------------------------
 
-async def send_waiting(transport: Transport | QueuedSends, frame: Frame) -> None:
+    async def aclose(self, last_frame: Frame | None, timeout: float) -> None:
+        """``last_frame`` (the hub Close) after everything queued, then the
+        transport's own goodbye, all bounded by ``timeout``; then closed."""
+        if self._closed:
+            return
+        with trio.move_on_after(timeout):
+            if last_frame is not None:
+                await self.send(last_frame)
+            await self.outbox.wait_empty()
+            await self._say_goodbye()
+        self._mark_closed()
+
+    def abort(self, last_frame: Frame | None = None) -> None:
+        """Close at once. These transports cannot write without waiting, so
+        ``last_frame`` is dropped; and since hypercorn shields its writes, a
+        write stuck on a stalled client is made to fail by cutting the socket
+        off (``transports.sockets``)."""
+        sock = self._socket()
+        if sock is not None and not self._closed:
+            cut_off(sock)
+        self._mark_closed()
+
+    def _mark_closed(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.outbox.close()
+        self._release()
+        if self.on_closed is not None:
+            self.on_closed()
+
+    async def _say_goodbye(self) -> None:
+        """End the transport politely (end the response, a WebSocket Close)."""
+
+    def _socket(self) -> socket.socket | None:
+        """The TCP socket under the transport, if there is one to cut off."""
+        return None
+
+    def _release(self) -> None:
+        """Close or wake what else waits on the transport."""
+
+
+async def send_waiting(transport: Transport | QueuedTransport, frame: Frame) -> None:
     """Send ``frame``, waiting for room in the outbox while it is full: a
     connection's own replies and streams (the caller's flow control), never a
     fan-out. A frame for a transport that closes meanwhile is dropped."""

@@ -26,10 +26,9 @@ import trio
 
 from ..protocol import TransferFormat
 from ..routing.outbox import Outbox
-from .base import QueuedSends
+from .base import QueuedTransport
 from .frames import Frame, Framer
 from .posts import PostedBytes
-from .sockets import cut_off
 
 
 class PlainFramer:
@@ -47,7 +46,7 @@ class PollEnd(enum.Enum):
     CLOSED = "the connection is over"
 
 
-class LongPolling(QueuedSends):
+class LongPolling(QueuedTransport):
     transfer_format = TransferFormat.BINARY
     inherent_keep_alive = True
     resumable = False
@@ -67,10 +66,6 @@ class LongPolling(QueuedSends):
     @staticmethod
     def framer_for(transfer_format: TransferFormat) -> Framer:
         return PLAIN
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def start(self, nursery: trio.Nursery) -> None:
         pass  # no writer task: each poll takes what is queued
@@ -119,33 +114,16 @@ class LongPolling(QueuedSends):
     def _queued(self) -> None:
         self._arrived.unpark_all()  # the poll in flight, if any, takes it
 
-    async def aclose(self, last_frame: Frame | None, timeout: float) -> None:
-        """Queue ``last_frame`` for the next poll and wait (bounded) for a poll
-        to deliver it; later polls answer 204."""
-        if self._closed:
-            return
-        with trio.move_on_after(timeout):
-            if last_frame is not None:
-                await self.send(last_frame)
-            await self.outbox.wait_empty()
-        self._mark_closed()
+    # A long poll's goodbye is its last message, taken by a poll (``aclose``
+    # waits for the outbox to empty); later polls answer 204.
 
-    def abort(self, last_frame: Frame | None = None) -> None:
-        """Close at once; a poll stuck writing to a stalled client is cut off."""
-        if self._polling_socket is not None and not self._closed:
-            cut_off(self._polling_socket)
-        self._mark_closed()
+    def _socket(self) -> socket.socket | None:
+        return self._polling_socket  # a poll stuck writing to a stalled client
 
     def delete(self) -> None:
         """The client's DELETE: the connection is over."""
         self._mark_closed()
 
-    def _mark_closed(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.outbox.close()
+    def _release(self) -> None:
         self.posts.close()
         self._arrived.unpark_all()
-        if self.on_closed is not None:
-            self.on_closed()

@@ -17,6 +17,7 @@ WebSocket transport does.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from collections.abc import Callable
 
@@ -25,10 +26,9 @@ import trio
 from ..asgi import Receive, Send
 from ..protocol import TransferFormat
 from ..routing.outbox import Outbox
-from .base import QueuedSends
+from .base import QueuedTransport
 from .frames import Frame, Framer
 from .posts import PostedBytes
-from .sockets import cut_off
 
 # Sent before anything else: a comment line, so that Firefox fires "open".
 STREAM_START = b":\r\n"
@@ -51,7 +51,7 @@ class EventFramer:
 EVENT_FRAMER = EventFramer()
 
 
-class ServerSentEvents(QueuedSends):
+class ServerSentEvents(QueuedTransport):
     transfer_format = TransferFormat.TEXT
     inherent_keep_alive = False
     resumable = False
@@ -83,10 +83,6 @@ class ServerSentEvents(QueuedSends):
     @staticmethod
     def idle_seconds(now: float) -> float:
         return 0.0
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     async def open(self) -> None:
         """Start the event stream (the GET's response)."""
@@ -120,32 +116,13 @@ class ServerSentEvents(QueuedSends):
 
     # -- closing ------------------------------------------------------------------------------
 
-    async def aclose(self, last_frame: Frame | None, timeout: float) -> None:
-        """Send ``last_frame``, then end the response: the client's EventSource
-        sees the stream end, and the client closes."""
-        if self._closed:
-            return
-        with trio.move_on_after(timeout):
-            if last_frame is not None:
-                await self.send(last_frame)
-            await self.outbox.wait_empty()
-            try:
-                await self._send({"type": "http.response.body", "body": b"", "more_body": False})
-            except Exception:
-                pass
-        self._mark_closed()
+    async def _say_goodbye(self) -> None:
+        """End the response: the client's EventSource sees the stream end."""
+        with contextlib.suppress(Exception):  # the client may be gone already
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    def abort(self, last_frame: Frame | None = None) -> None:
-        """Close at once (the Close cannot be written without waiting)."""
-        if self._sock is not None and not self._closed:
-            cut_off(self._sock)
-        self._mark_closed()
+    def _socket(self) -> socket.socket | None:
+        return self._sock
 
-    def _mark_closed(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self.outbox.close()
+    def _release(self) -> None:
         self.posts.close()
-        if self.on_closed is not None:
-            self.on_closed()
