@@ -83,6 +83,12 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
+# Each row reader (``_session``, ``_message``, ``_task``) reads its columns in
+# this order, so every SELECT and INSERT names them through these constants.
+SESSION_COLUMNS = "session_id, tenant_id, user_id, title, created_at, updated_at"
+MESSAGE_COLUMNS = (
+    "message_id, session_id, tenant_id, user_id, role, content, tool_calls, task_id, created_at"
+)
 TASK_COLUMNS = (
     "task_id, session_id, tenant_id, user_id, agent_id, message_id, state, is_streaming, "
     "channel_id, client_message_id, created_at, started_at, finished_at, error, duration_ms, "
@@ -147,8 +153,7 @@ class SqliteStore:
                         session_created=False,
                     )
             existing = db.execute(
-                "SELECT session_id, tenant_id, user_id, title, created_at, updated_at "
-                "FROM sessions WHERE session_id = ?",
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id = ?",
                 (session.session_id,),
             ).fetchone()
             if existing is not None and (existing[1], existing[2]) != (
@@ -171,8 +176,8 @@ class SqliteStore:
     async def list_sessions(self, owner: Owner) -> list[Session]:
         def work(db: sqlite3.Connection) -> list[Session]:
             rows = db.execute(
-                "SELECT session_id, tenant_id, user_id, title, created_at, updated_at "
-                "FROM sessions WHERE tenant_id = ? AND user_id = ? ORDER BY updated_at DESC",
+                f"SELECT {SESSION_COLUMNS} FROM sessions "
+                "WHERE tenant_id = ? AND user_id = ? ORDER BY updated_at DESC",
                 (owner.tenant_id, owner.user_id),
             ).fetchall()
             return [_session(row) for row in rows]
@@ -202,8 +207,7 @@ class SqliteStore:
                 bound = "AND seq < (SELECT seq FROM messages WHERE message_id = ?)"
                 parameters.append(before)
             rows = db.execute(
-                "SELECT message_id, session_id, tenant_id, user_id, role, content, tool_calls, "
-                f"task_id, created_at FROM messages WHERE session_id = ? AND tenant_id = ? "
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE session_id = ? AND tenant_id = ? "
                 f"AND user_id = ? {bound} ORDER BY seq DESC LIMIT ?",
                 (*parameters, limit),
             ).fetchall()
@@ -358,14 +362,18 @@ def _text(moment: datetime.datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(datetime.UTC).isoformat()
 
 
+def _placeholders(columns: str) -> str:
+    """One ``?`` per column in ``columns``."""
+    return ", ".join("?" for _ in columns.split(","))
+
+
 def _time(text: str | None) -> datetime.datetime | None:
     return None if text is None else datetime.datetime.fromisoformat(text)
 
 
 def _insert_session(db: sqlite3.Connection, session: Session) -> None:
     db.execute(
-        "INSERT INTO sessions (session_id, tenant_id, user_id, title, created_at, updated_at) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({_placeholders(SESSION_COLUMNS)})",
         (
             session.session_id,
             session.owner.tenant_id,
@@ -383,7 +391,7 @@ def _session(row: tuple) -> Session:
 
 def _get_session(db: sqlite3.Connection, owner: Owner, session_id: str) -> Session | None:
     row = db.execute(
-        "SELECT session_id, tenant_id, user_id, title, created_at, updated_at FROM sessions "
+        f"SELECT {SESSION_COLUMNS} FROM sessions "
         "WHERE session_id = ? AND tenant_id = ? AND user_id = ?",
         (session_id, owner.tenant_id, owner.user_id),
     ).fetchone()
@@ -393,8 +401,7 @@ def _get_session(db: sqlite3.Connection, owner: Owner, session_id: str) -> Sessi
 def _insert_message(db: sqlite3.Connection, message: Message) -> None:
     tool_calls = None if message.tool_calls is None else json.dumps(list(message.tool_calls))
     db.execute(
-        "INSERT INTO messages (message_id, session_id, tenant_id, user_id, role, content, "
-        "tool_calls, task_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES ({_placeholders(MESSAGE_COLUMNS)})",
         (
             message.message_id,
             message.session_id,
@@ -425,8 +432,7 @@ def _message(row: tuple) -> Message:
 
 def _get_message(db: sqlite3.Connection, message_id: str) -> Message | None:
     row = db.execute(
-        "SELECT message_id, session_id, tenant_id, user_id, role, content, tool_calls, task_id, "
-        "created_at FROM messages WHERE message_id = ?",
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE message_id = ?",
         (message_id,),
     ).fetchone()
     return None if row is None else _message(row)
@@ -434,7 +440,7 @@ def _get_message(db: sqlite3.Connection, message_id: str) -> Message | None:
 
 def _insert_task(db: sqlite3.Connection, task: Task) -> None:
     db.execute(
-        f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({', '.join('?' * 18)})",
+        f"INSERT INTO tasks ({TASK_COLUMNS}) VALUES ({_placeholders(TASK_COLUMNS)})",
         (
             task.task_id,
             task.session_id,
