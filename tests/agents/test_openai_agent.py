@@ -16,15 +16,12 @@ an ``AgentError`` whose text is safe to show the user.
 from __future__ import annotations
 
 import datetime
-import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-import attrs
 import pytest
 import trio
 
-from tests.support.openai_endpoint import event, serving
+from tests.support.openai_endpoint import Endpoint, Send, event, serving, streaming
 from voisnap.agents.base import (
     AgentError,
     AgentEvent,
@@ -42,16 +39,6 @@ CEILING = 10
 ADA = Owner("acme", "ada")
 T0 = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-@attrs.frozen
-class Recorded:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
-
 
 def delta(content: str) -> bytes:
     return event({"id": "c1", "object": "chat.completion.chunk",
@@ -65,47 +52,6 @@ def usage(total: int) -> bytes:
 
 
 DONE = event("[DONE]")
-
-
-class Endpoint:
-    """The ASGI app: records requests, then ``answer`` writes the response."""
-
-    def __init__(self, answer: Callable[[Send], Awaitable[None]]) -> None:
-        self.answer = answer
-        self.requests: list[Recorded] = []
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
-        self.requests.append(Recorded(scope["method"], scope["path"], headers, json.loads(body)))
-        await self.answer(send)
-
-
-def streaming(*parts: bytes, status: int = 200,
-              content_type: bytes = b"text/event-stream") -> Callable[[Send], Awaitable[None]]:
-    """An answer that writes each of ``parts`` as its own body message."""
-
-    async def answer(send: Send) -> None:
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", content_type)]})
-        for part in parts:
-            await send({"type": "http.response.body", "body": part, "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-    return answer
 
 
 class NoQuestions:

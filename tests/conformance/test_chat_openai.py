@@ -19,7 +19,7 @@ import pytest
 import trio
 
 from tests.support.node import run_scenario
-from tests.support.openai_endpoint import ChatCompletions, serving
+from tests.support.openai_endpoint import chat_completions, serving
 from tests.support.server import ServerProcess
 
 PIECES = ["Hello", ", ", "world", " from", " the", " endpoint."]
@@ -29,7 +29,7 @@ async def test_chat_openai_agent_streams_the_endpoints_reply(
     start_server: Callable[..., ServerProcess], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("WRITER_KEY", "sekret")  # the agents file names the variable
-    endpoint = ChatCompletions(PIECES, total_tokens=17)
+    endpoint = chat_completions(PIECES, total_tokens=17)
     with trio.fail_after(60):
         async with serving(endpoint) as base_url:
             agents = tmp_path / "agents.toml"

@@ -8,7 +8,7 @@ request and streams ``data: {chunk}`` Server-Sent Events as the real API does
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
@@ -32,15 +32,18 @@ def event(payload: Any) -> bytes:
     return f"data: {data}\n\n".encode()
 
 
-class ChatCompletions:
-    """Answers every request with ``pieces`` as deltas, then usage, then [DONE]."""
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Answer = Callable[[Send], Awaitable[None]]
 
-    def __init__(self, pieces: list[str], total_tokens: int) -> None:
-        self.pieces = pieces
-        self.total_tokens = total_tokens
+
+class Endpoint:
+    """The ASGI app: records each request, then ``answer`` writes the response."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
         self.requests: list[Recorded] = []
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Send) -> None:
         if scope["type"] == "lifespan":
             while (message := await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
@@ -54,15 +57,28 @@ class ChatCompletions:
                 break
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         self.requests.append(Recorded(scope["method"], scope["path"], headers, json.loads(body)))
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream")]})
-        for piece in self.pieces:
-            chunk = {"choices": [{"index": 0, "delta": {"content": piece}}]}
-            await send({"type": "http.response.body", "body": event(chunk), "more_body": True})
-        usage = {"choices": [], "usage": {"total_tokens": self.total_tokens}}
-        for part in (event(usage), event("[DONE]")):
+        await self.answer(send)
+
+
+def streaming(*parts: bytes, status: int = 200,
+              content_type: bytes = b"text/event-stream") -> Answer:
+    """An answer that writes each of ``parts`` as its own body message."""
+
+    async def answer(send: Send) -> None:
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", content_type)]})
+        for part in parts:
             await send({"type": "http.response.body", "body": part, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    return answer
+
+
+def chat_completions(pieces: list[str], total_tokens: int) -> Endpoint:
+    """Answers every request with ``pieces`` as deltas, then usage, then [DONE]."""
+    deltas = [event({"choices": [{"index": 0, "delta": {"content": piece}}]}) for piece in pieces]
+    usage = event({"choices": [], "usage": {"total_tokens": total_tokens}})
+    return Endpoint(streaming(*deltas, usage, event("[DONE]")))
 
 
 @asynccontextmanager
