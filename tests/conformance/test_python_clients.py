@@ -16,20 +16,16 @@ Hub: ``/hubs/playground``. Every wait has a deadline; nothing sleeps to wait.
 from __future__ import annotations
 
 import asyncio
-import logging
 import queue
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
 from pysignalr.messages import CompletionMessage
-from signalrcore.hub.base_hub_connection import BaseHubConnection
-from signalrcore.hub_connection_builder import HubConnectionBuilder
 
 from tests.support.pysignalr_client import pysignalr_client, pysignalr_invoke, run_async
 from tests.support.server import ServerProcess
+from tests.support.signalrcore_client import signalrcore_connection, signalrcore_invoke
 
 pytestmark = pytest.mark.conformance
 
@@ -115,40 +111,6 @@ def test_pysignalr_counter_stream_items_then_completion(hub: ServerProcess) -> N
 
 
 # -- signalrcore -------------------------------------------------------------------------------
-
-
-@contextmanager
-def signalrcore_connection(server: ServerProcess, token: str) -> Iterator[BaseHubConnection]:
-    """A started signalrcore connection, stopped (within a deadline) on exit."""
-    connection = (
-        HubConnectionBuilder()
-        .with_url(server.hub_url(), options={"access_token_factory": lambda: token})
-        .configure_logging(logging.WARNING)
-        .build()
-    )
-    opened = threading.Event()
-    connection.on_open(opened.set)
-    connection.start()
-    try:
-        assert opened.wait(TIMEOUT), "signalrcore did not connect"
-        yield connection
-    finally:
-        stopper = threading.Thread(target=connection.stop, daemon=True)
-        stopper.start()
-        stopper.join(TIMEOUT)
-        assert not stopper.is_alive(), "signalrcore's stop() did not return"
-
-
-def signalrcore_invoke(connection: BaseHubConnection, method: str, *args: Any) -> Any:
-    """The result of a blocking invocation (signalrcore reports errors to on_error)."""
-    answers: queue.Queue[Any] = queue.Queue()
-    connection.on_error(lambda message: answers.put(("error", message.error)))
-    connection.invoke(
-        method, list(args), on_invocation=lambda message: answers.put(("ok", message))
-    )
-    kind, answer = answers.get(timeout=TIMEOUT)
-    assert kind == "ok", answer
-    return answer.result
 
 
 def test_signalrcore_echo_returns_result(hub: ServerProcess) -> None:
