@@ -109,6 +109,9 @@ class Settings:
 
     # -- limits --
     max_message_size: int = setting(32 * KIB, "largest hub message a client may send, in bytes")
+    max_nesting_depth: int = setting(
+        64, "deepest nesting of arrays and objects in one hub message or handshake"
+    )
     outbox_capacity: int = setting(
         100, "messages queued per connection before a fan-out evicts it as too slow"
     )
@@ -125,6 +128,9 @@ class Settings:
         10.0, "seconds a new TCP connection has to send its request head"
     )
     request_head_max_size: int = setting(16 * KIB, "largest HTTP request head accepted, in bytes")
+    request_body_timeout: float = setting(
+        10.0, "seconds an HTTP request body has to arrive before the server answers 408"
+    )
     shutdown_timeout: float = setting(
         5.0, "seconds a graceful shutdown waits for connections to close"
     )

@@ -653,3 +653,35 @@ async def test_runtime_cancel_ends_the_wait_for_an_approval(harness: Harness) ->
     assert not asking.finished_waiting
     assert events.kinds(task.task_id) == ["started", "status", "cancelled"]
     assert (stored.state, stored.cancelled_by) == (TaskState.CANCELLED, "ada")
+
+
+# -- error boundaries ------------------------------------------------------------------------------
+
+
+async def test_runtime_worker_survives_a_task_whose_failure_cannot_be_recorded(
+    harness: Harness,
+) -> None:
+    """Issue 8: a task that fails in a way nobody expected (here the store
+    refuses to record its failure) costs that task, not the worker or the server."""
+    events = harness.events
+    broken = harness.store
+
+    class RefusingStore:
+        def __getattr__(self, name: str) -> Any:
+            method = getattr(broken, name)
+            if name != "finish_task":
+                return method
+
+            async def refuse(*args: Any, **kwargs: Any) -> Any:
+                raise RuntimeError("the store is down")
+
+            return refuse
+
+    runtime = TaskRuntime(RefusingStore(), harness.registry, events,  # type: ignore[arg-type]
+                          workers=1, queue_limit=10)
+    with trio.fail_after(CEILING):
+        async with running(runtime):
+            crashed = await harness.submit(runtime, "crashing")
+            after = await harness.submit(runtime, "streamer")
+            await events.wait_for("completed", after.task_id)
+    assert "failed" not in events.kinds(crashed.task_id)

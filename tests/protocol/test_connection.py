@@ -47,7 +47,7 @@ class FakeBinaryProtocol:
     transfer_format = TransferFormat.BINARY
     framing_class = BinaryFraming
 
-    def parse(self, record: bytes) -> HubMessage:
+    def parse(self, record: bytes, limits: object = None) -> HubMessage:
         return JSON.parse(record)
 
     def write(self, message: HubMessage) -> bytes:

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 import trio
 
+from ..failures import error_boundary, report_unexpected
 from ..storage.base import Message, Store, Task, TaskState, utc_now
 from .base import (
     AgentError,
@@ -137,10 +138,14 @@ class TaskRuntime:
     # -- workers -----------------------------------------------------------------------------
 
     async def _work(self) -> None:
+        """One worker. Each task runs in its own error boundary: a task whose
+        failure could not even be recorded (the store is down) costs that
+        task, never the worker or the server."""
         while True:
             while not self._queue:
                 await self._arrived.park()
-            await self._run_task(self._queue.pop(0))
+            with error_boundary(log, "running a task"):
+                await self._run_task(self._queue.pop(0))
 
     async def _run_task(self, task_id: str) -> None:
         # The scope is findable from the moment the task leaves the queue, so a
@@ -156,8 +161,8 @@ class TaskRuntime:
                 await self._finish(task, final)
         except (UnknownAgent, AgentError) as error:
             await self._fail(task_id, str(error))
-        except Exception:
-            log.exception("the agent failed on task %s", task_id)
+        except Exception as error:
+            report_unexpected(log, f"the agent of task {task_id}", error)
             await self._fail(task_id, UNEXPECTED)
         finally:
             del self._running[task_id]

@@ -31,6 +31,8 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
+from ..protocol.errors import ENCODER_FAILURES, EncodeError
+
 
 def camel_case(name: str) -> str:
     """``tokens_used`` -> ``tokensUsed``: the seeds' (and ASP.NET's) payload names."""
@@ -183,8 +185,11 @@ def structure(value: Any, kind: Any) -> Any:
 
 
 def unstructure(value: Any) -> Any:
-    """An application value as plain data for a codec."""
-    return converter.unstructure(value)
+    """An application value as plain data for a codec; EncodeError if it has none."""
+    try:
+        return converter.unstructure(value)
+    except ENCODER_FAILURES as error:
+        raise EncodeError(f"The value cannot be converted to plain data: {error}") from None
 
 
 def _describe(error: BaseException) -> str:

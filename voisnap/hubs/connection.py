@@ -42,6 +42,7 @@ import trio
 
 from ..config import Settings
 from ..errors import ConnectionClosed
+from ..failures import error_boundary, report_client_error, report_unexpected
 from ..principal import Principal
 from ..protocol import (
     CONNECTION_CLOSED,
@@ -136,6 +137,7 @@ class HubConnection(StatefulReconnect):
             endpoint.protocols,
             transfer_format=transport.transfer_format,
             max_message_size=self.settings.max_message_size,
+            limits=endpoint.limits,
         )
         self._client_results = ClientResults(endpoint.result_ids)
         self._serving: trio.CancelScope | None = None  # the work nursery's, once it is open
@@ -168,16 +170,32 @@ class HubConnection(StatefulReconnect):
     # -- life ------------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        """Serve the connection until it ends. An unexpected exception inside
+        (a bug) ends this connection with an error Close and nothing else."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._use(self.transport)
             try:
-                await self._serve()
+                with error_boundary(log, "a hub connection", self.crashed):
+                    await self._serve()
             finally:
                 self._ended = True
-                await self._close_transport()
+                with error_boundary(log, "closing a hub connection", self._abort):
+                    await self._close_transport()
                 self._let_go()
                 nursery.cancel_scope.cancel()
+
+    def crashed(self, error: Exception) -> None:
+        """Something unexpected failed while serving this connection: close it
+        with an error (ASP.NET: "Connection closed with an error.", no reconnect)."""
+        if self._failure is None:
+            self._failure = error
+        self.request_close(
+            CloseMessage(error=error_text(CLOSED_WITH_ERROR, error, self.settings.detailed_errors))
+        )
+
+    def _abort(self, _: Exception) -> None:
+        self.transport.abort()
 
     def _use(self, transport: Transport) -> None:
         assert self._nursery is not None
@@ -196,29 +214,33 @@ class HubConnection(StatefulReconnect):
         """Handshake, then read and dispatch until the client leaves or the
         server closes; hub methods run in the same nursery, and end with it."""
         connected = False
-        async with trio.open_nursery() as work:
-            self._serving = work.cancel_scope
-            if self._stop_requested:
-                work.cancel_scope.cancel()
-            invocations = Invocations(
-                methods=self.endpoint.methods,
-                create_hub=self.create_hub,
-                send=self.send_message,
-                nursery=work,
-                detailed_errors=self.settings.detailed_errors,
-                max_parallel=self.settings.max_parallel_invocations,
-                stream_buffer_capacity=self.settings.stream_buffer_capacity,
-            )
-            try:
-                if await self._handshake() is not None:
-                    connected = await self._connect()
-                    if connected:
-                        await self._read_loop(Dispatcher(invocations, self._client_results, self))
-            finally:
-                invocations.close()
-                work.cancel_scope.cancel()
-        if connected:
-            await self._disconnect()
+        try:
+            async with trio.open_nursery() as work:
+                self._serving = work.cancel_scope
+                if self._stop_requested:
+                    work.cancel_scope.cancel()
+                invocations = Invocations(
+                    methods=self.endpoint.methods,
+                    create_hub=self.create_hub,
+                    send=self.send_message,
+                    nursery=work,
+                    detailed_errors=self.settings.detailed_errors,
+                    max_parallel=self.settings.max_parallel_invocations,
+                    stream_buffer_capacity=self.settings.stream_buffer_capacity,
+                )
+                try:
+                    if await self._handshake() is not None:
+                        connected = await self._connect()
+                        if connected:
+                            dispatcher = Dispatcher(invocations, self._client_results, self)
+                            await self._read_loop(dispatcher)
+                finally:
+                    invocations.close()
+                    work.cancel_scope.cancel()
+        finally:
+            # Also after a crash: the router must not keep a dead connection.
+            if connected:
+                await self._disconnect()
 
     async def _connect(self) -> bool:
         """Join the router and run ``on_connected``; False if it failed."""
@@ -228,7 +250,7 @@ class HubConnection(StatefulReconnect):
         except Exception as error:
             # ASP.NET: Close with the error and no allowReconnect, and no
             # OnDisconnectedAsync for a connection that never connected.
-            log.exception("on_connected failed for %s", self.connection_id)
+            report_unexpected(log, "on_connected", error)
             self._set_close(
                 CloseMessage(
                     error=error_text(CLOSED_WITH_ERROR, error, self.settings.detailed_errors)
@@ -248,8 +270,8 @@ class HubConnection(StatefulReconnect):
     async def _on_disconnected(self, error: Exception | None) -> None:
         try:
             await self.create_hub().on_disconnected(error)
-        except Exception:
-            log.exception("on_disconnected failed for %s", self.connection_id)
+        except Exception as failure:
+            report_unexpected(log, "on_disconnected", failure)
 
     def create_hub(self) -> Hub:
         context = HubCallerContext(
@@ -329,7 +351,7 @@ class HubConnection(StatefulReconnect):
         except RemoteProtocolError as error:
             # The text names the peer's mistake, never our internals, so it is
             # always shown. ASP.NET allows a reconnect after a protocol error.
-            log.info("protocol error on %s: %s", self.connection_id, error)
+            report_client_error(log, f"protocol error on {self.connection_id}", str(error))
             self._fail(
                 CloseMessage(
                     error=f"{CLOSED_WITH_ERROR} InvalidDataException: {error}",

@@ -15,6 +15,7 @@ import attrs
 
 from ..config import Settings
 from ..protocol import HubProtocol, JsonHubProtocol
+from ..protocol.limits import DecodeLimits
 from ..protocol.msgpack_codec import MessagePackHubProtocol
 from ..routing.router import LocalRouter, Router
 from ..transports.base import ALL_TRANSPORTS, TransportType
@@ -40,7 +41,9 @@ class HubEndpoint:
     protocols: dict[str, HubProtocol] = attrs.Factory(default_protocols)
     transports: tuple[TransportType, ...] = ALL_TRANSPORTS
     methods: dict[str, HubMethod] = attrs.field(init=False)
+    limits: DecodeLimits = attrs.field(init=False)
     result_ids: itertools.count = attrs.field(init=False, factory=lambda: itertools.count(1))
 
     def __attrs_post_init__(self) -> None:
         self.methods = describe_methods(self.hub_class)
+        self.limits = DecodeLimits(max_depth=self.settings.max_nesting_depth)

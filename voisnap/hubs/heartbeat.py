@@ -14,12 +14,16 @@ The tick comes at most every second, and more often when a setting is shorter
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
 import trio
 
 from ..config import Settings
+from ..failures import error_boundary
+
+log = logging.getLogger(__name__)
 
 MAX_PERIOD = 1.0
 
@@ -28,16 +32,30 @@ class Ticking(Protocol):
     def tick(self, now: float) -> None:
         """Check keep-alive, client timeout and expiry; ``now`` is trio's clock."""
 
+    def crashed(self, error: Exception) -> None:
+        """``tick`` raised: close this connection with an error."""
+
 
 def heartbeat_period(settings: Settings) -> float:
     return min(MAX_PERIOD, settings.keep_alive_interval / 2, settings.client_timeout / 2)
 
 
-async def run_heartbeat(connections: Callable[[], Iterable[Ticking]], settings: Settings) -> None:
-    """Tick every connection ``connections()`` returns, forever."""
+async def run_heartbeat(
+    connections: Callable[[], Iterable[Ticking]],
+    settings: Settings,
+    also: Callable[[float], None] = lambda now: None,
+) -> None:
+    """Tick every connection ``connections()`` returns, then ``also(now)``, forever.
+
+    Each tick runs in its own error boundary: a connection whose tick fails is
+    closed, and the heartbeat goes on for every other one.
+    """
     period = heartbeat_period(settings)
     while True:
         await trio.sleep(period)
         now = trio.current_time()
         for connection in list(connections()):
-            connection.tick(now)
+            with error_boundary(log, "a heartbeat tick", connection.crashed):
+                connection.tick(now)
+        with error_boundary(log, "the heartbeat"):
+            also(now)

@@ -32,8 +32,10 @@ import attrs
 import trio
 
 from ..errors import HubError
+from ..failures import report_client_error, report_unexpected
 from ..protocol import (
     CompletionMessage,
+    EncodeError,
     HubMessage,
     InvocationMessage,
     StreamInvocationMessage,
@@ -51,12 +53,25 @@ INVOCATION_QUEUE_SIZE = 64
 
 def error_text(message: str, error: BaseException, detailed: bool) -> str:
     """ASP.NET Core's ErrorMessageHelper: the detail is appended for a HubError,
-    or for anything when detailed errors are on."""
+    or for anything when detailed errors are on. A value that cannot be
+    encoded is described too: the text is about the value, not our internals."""
     if isinstance(error, HubError):
         return f"{message} HubException: {error}"
-    if detailed:
+    if isinstance(error, EncodeError) or detailed:
         return f"{message} {type(error).__name__}: {error}"
     return message
+
+
+def _report(what: str, error: Exception) -> None:
+    """A HubError is the method's answer, not a failure; a value the client
+    sent that does not bind or does not encode is the client's mistake (one
+    line at info); anything else is a bug in the hub (error, traceback)."""
+    if isinstance(error, HubError):
+        return
+    if isinstance(error, BindingError | EncodeError):
+        report_client_error(log, what, str(error))
+    else:
+        report_unexpected(log, what, error)
 
 
 @attrs.define
@@ -179,12 +194,11 @@ class Invocations:
             await self._send(
                 CompletionMessage.with_result(message.invocation_id, unstructure(result))
             )
-        except (TypeError, ValueError) as error:
+        except EncodeError as error:
             await self._method_failed(message, error)
 
     async def _method_failed(self, message: InvocationMessage, error: Exception) -> None:
-        if not isinstance(error, HubError):
-            log.exception("hub method %r failed", message.target)
+        _report(f"hub method {message.target!r}", error)
         text = error_text(
             f"An unexpected error occurred invoking '{message.target}' on the server.",
             error,
@@ -241,8 +255,7 @@ class Invocations:
                         )
                     )
         except Exception as error:
-            if not isinstance(error, HubError):
-                log.exception("streaming hub method %r failed", message.target)
+            _report(f"streaming hub method {message.target!r}", error)
             return error_text(
                 "An error occurred on the server while streaming results.", error, self._detailed
             )
@@ -347,7 +360,7 @@ class Invocations:
         if invocation_id:
             await self._send(CompletionMessage.with_error(invocation_id, text))
         else:
-            log.info("non-blocking invocation failed: %s", text)
+            report_client_error(log, "non-blocking invocation failed", text)
 
     def close(self) -> None:
         """The connection is ending: drop queued work."""

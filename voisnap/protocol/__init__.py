@@ -5,7 +5,7 @@ enforces it), so every transport and both codecs share it.
 """
 
 from .connection import CONNECTION_CLOSED, NEED_DATA, ConnectionState, HubProtocolConnection
-from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from .errors import EncodeError, LocalProtocolError, ProtocolError, RemoteProtocolError
 from .handshake import HandshakeRequest, HandshakeResponse
 from .hub_protocol import HubProtocol
 from .json_codec import JsonHubProtocol
@@ -34,6 +34,7 @@ __all__ = [
     "CloseMessage",
     "CompletionMessage",
     "ConnectionState",
+    "EncodeError",
     "HandshakeRequest",
     "HandshakeResponse",
     "HubMessage",

@@ -38,6 +38,7 @@ from .handshake import (
     write_handshake_response,
 )
 from .hub_protocol import HubProtocol
+from .limits import DEFAULT_LIMITS, DecodeLimits
 from .messages import HubMessage
 from .transfer_format import TransferFormat
 
@@ -72,6 +73,7 @@ class HubProtocolConnection:
     # one per connection: slots keep idle connections small
     __slots__ = (
         "_framing",
+        "_limits",
         "_max_message_size",
         "_peer_gone",
         "_protocols",
@@ -87,8 +89,10 @@ class HubProtocolConnection:
         *,
         transfer_format: TransferFormat,
         max_message_size: int,
+        limits: DecodeLimits = DEFAULT_LIMITS,
     ) -> None:
         self._protocols = protocols
+        self._limits = limits
         self._transfer_format = transfer_format
         self._max_message_size = max_message_size
         self._framing = TextFraming(max_message_size)  # the handshake is always text
@@ -111,9 +115,9 @@ class HubProtocolConnection:
         if record is None:
             return CONNECTION_CLOSED if self._peer_gone else NEED_DATA
         if self.state is ConnectionState.AWAITING_HANDSHAKE:
-            return parse_handshake_request(record)
+            return parse_handshake_request(record, self._limits)
         assert self.protocol is not None
-        return self.protocol.parse(record)
+        return self.protocol.parse(record, self._limits)
 
     def accept(self, request: HandshakeRequest) -> bytes:
         """Choose the requested hub protocol; return the handshake response bytes.

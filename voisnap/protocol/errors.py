@@ -21,3 +21,13 @@ class LocalProtocolError(ProtocolError):
 class RemoteProtocolError(ProtocolError):
     """The peer misused the protocol. ``str(error)`` is safe to show the peer:
     it describes their bytes, not our internals."""
+
+
+class EncodeError(ProtocolError):
+    """A message holds a value its hub protocol cannot carry (NaN in JSON, an
+    integer beyond 64 bits in MessagePack, a set, nesting too deep to write).
+    ``str(error)`` describes the value, never our internals."""
+
+
+# What the standard encoders raise for a value they cannot write.
+ENCODER_FAILURES = (TypeError, ValueError, OverflowError, RecursionError)

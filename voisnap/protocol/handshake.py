@@ -14,6 +14,7 @@ import attrs
 
 from .errors import RemoteProtocolError
 from .framing import RECORD_SEPARATOR_BYTES
+from .limits import DEFAULT_LIMITS, DecodeLimits, InvalidJson, load_json
 
 
 @attrs.frozen
@@ -27,11 +28,13 @@ class HandshakeResponse:
     error: str | None = None
 
 
-def parse_handshake_request(record: bytes) -> HandshakeRequest:
+def parse_handshake_request(
+    record: bytes, limits: DecodeLimits = DEFAULT_LIMITS
+) -> HandshakeRequest:
     """Parse one handshake record (without its separator)."""
     try:
-        document = json.loads(record)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        document = load_json(record, limits)
+    except InvalidJson as error:
         raise RemoteProtocolError(f"The handshake request is not valid JSON: {error}.") from None
     if not isinstance(document, dict):
         raise RemoteProtocolError("The handshake request must be a JSON object.")

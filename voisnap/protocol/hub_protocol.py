@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from .framing import BinaryFraming, TextFraming
+from .limits import DecodeLimits
 from .messages import HubMessage
 from .transfer_format import TransferFormat
 
@@ -22,8 +23,9 @@ class HubProtocol(Protocol):
     transfer_format: TransferFormat
     framing_class: type[TextFraming] | type[BinaryFraming]
 
-    def parse(self, record: bytes) -> HubMessage:
-        """One record, without framing, to a message; RemoteProtocolError if malformed."""
+    def parse(self, record: bytes, limits: DecodeLimits = ...) -> HubMessage:
+        """One record, without framing, to a message; RemoteProtocolError if
+        malformed or beyond ``limits`` (``protocol.limits``), never anything else."""
         ...
 
     def write(self, message: HubMessage) -> bytes:

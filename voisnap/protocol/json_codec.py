@@ -20,8 +20,9 @@ from typing import Any
 
 import attrs
 
-from .errors import RemoteProtocolError
+from .errors import ENCODER_FAILURES, EncodeError, RemoteProtocolError
 from .framing import RECORD_SEPARATOR_BYTES, TextFraming
+from .limits import DEFAULT_LIMITS, DecodeLimits, InvalidJson, load_json
 from .messages import (
     AckMessage,
     CancelInvocationMessage,
@@ -206,14 +207,19 @@ class JsonHubProtocol:
     transfer_format = TransferFormat.TEXT
     framing_class = TextFraming
 
-    def parse(self, record: bytes) -> HubMessage:
+    def parse(self, record: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> HubMessage:
         try:
-            document = json.loads(record)
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            document = load_json(record, limits)
+        except InvalidJson as error:
             raise RemoteProtocolError(f"Error reading JSON: {error}.") from None
         if not isinstance(document, dict):
             raise RemoteProtocolError("Expected a JSON object.")
         return _build(_message_type(document), document)
 
     def write(self, message: HubMessage) -> bytes:
-        return _encoder.encode(_document(message)).encode() + RECORD_SEPARATOR_BYTES
+        """Raises EncodeError if the message holds a value JSON cannot carry."""
+        try:
+            text = _encoder.encode(_document(message))
+        except ENCODER_FAILURES as error:
+            raise EncodeError(f"The value cannot be written as JSON: {error}") from None
+        return text.encode() + RECORD_SEPARATOR_BYTES

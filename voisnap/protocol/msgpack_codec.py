@@ -50,8 +50,9 @@ from typing import Any
 
 import msgpack
 
-from .errors import LocalProtocolError, RemoteProtocolError
+from .errors import ENCODER_FAILURES, EncodeError, LocalProtocolError, RemoteProtocolError
 from .framing import BinaryFraming, encode_varint
+from .limits import DEFAULT_LIMITS, DecodeLimits, exceeds_depth, too_deep
 from .messages import (
     AckMessage,
     CancelInvocationMessage,
@@ -435,15 +436,21 @@ class MessagePackHubProtocol:
         # Floats stay float64 (use_single_float=False), ints take the smallest encoding.
         self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
 
-    def parse(self, record: bytes) -> HubMessage:
-        return _parse_items(_unpack(record))
+    def parse(self, record: bytes, limits: DecodeLimits = DEFAULT_LIMITS) -> HubMessage:
+        items = _unpack(record)
+        if exceeds_depth(items, limits.max_depth):
+            raise too_deep(limits)
+        return _parse_items(items)
 
     def write(self, message: HubMessage) -> bytes:
-        """Raises TypeError or OverflowError if an argument, item or result is not
-        plain data MessagePack can carry (such as an int beyond 64 bits)."""
+        """Raises EncodeError if an argument, item or result is not plain data
+        MessagePack can carry (such as an int beyond 64 bits)."""
         if type(message) is PingMessage:
             return PING_RECORD
         items = WRITERS.get(type(message))
         if items is None:
             raise LocalProtocolError(f"Can't write a {type(message).__name__} as a hub message.")
-        return _frame(self._packer.pack(items(message)))
+        try:
+            return _frame(self._packer.pack(items(message)))
+        except ENCODER_FAILURES as error:
+            raise EncodeError(f"The value cannot be written as MessagePack: {error}") from None

@@ -27,7 +27,8 @@ import attrs
 import trio
 
 from ..errors import HubError
-from ..protocol import CloseMessage, HubMessage
+from ..failures import error_boundary, report_client_error, report_unexpected
+from ..protocol import CloseMessage, EncodeError, HubMessage
 from .outbox import Lag
 from .serialized import SerializedMessage
 
@@ -70,6 +71,9 @@ class Recipient(Protocol):
 
     def request_close(self, message: CloseMessage) -> None:
         """Close politely (send ``message``, then close the transport)."""
+
+    def crashed(self, error: Exception) -> None:
+        """Close with an error: something unexpected failed for this connection."""
 
     async def invoke_client(self, target: str, arguments: tuple[Any, ...], timeout: float) -> Any:
         """Invoke a client method and wait for its result."""
@@ -224,6 +228,8 @@ class LocalRouter:
         if not members:
             return
         slow: list[Recipient] = []
+        broken: list[tuple[Recipient, Exception]] = []
+        unencodable: EncodeError | None = None
         delivered = 0
         for connection_id, connection in members.items():
             if exclude and connection_id in exclude:
@@ -233,7 +239,18 @@ class LocalRouter:
                 delivered += 1
             except trio.WouldBlock:
                 slow.append(connection)
+            except EncodeError as error:  # this member's protocol cannot carry it
+                unencodable = error
+            except Exception as error:  # a bug: that member alone pays for it
+                broken.append((connection, error))
         self._deliveries += delivered
+        if unencodable is not None:
+            report_client_error(log, "a message was not sent to some members", str(unencodable))
+        for connection, error in broken:
+            report_unexpected(log, "a fan-out to one connection", error)
+            with error_boundary(log, "closing a connection a fan-out failed on"):
+                connection.crashed(error)
+            self.remove_connection(connection)
         for connection in slow:
             self._evictions += 1
             lag = connection.lag()

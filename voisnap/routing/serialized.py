@@ -11,22 +11,31 @@ lookup and a ``send()``.
 
 from __future__ import annotations
 
-from ..protocol import HubMessage, HubProtocol
+from ..protocol import EncodeError, HubMessage, HubProtocol
 from ..transports.frames import Frame, Wire
 
 
 class SerializedMessage:
+    """Raises ``EncodeError`` for a protocol that cannot carry the message (NaN
+    in JSON); the failure is remembered, so each recipient costs a lookup."""
+
     __slots__ = ("_frames", "_records", "message")
 
     def __init__(self, message: HubMessage) -> None:
         self.message = message
-        self._records: dict[HubProtocol, bytes] = {}
+        self._records: dict[HubProtocol, bytes | EncodeError] = {}
         self._frames: dict[Wire, Frame] = {}
 
     def record_for(self, protocol: HubProtocol) -> bytes:
         record = self._records.get(protocol)
         if record is None:
-            record = self._records[protocol] = protocol.write(self.message)
+            try:
+                record = protocol.write(self.message)
+            except EncodeError as error:
+                record = error
+            self._records[protocol] = record
+        if isinstance(record, EncodeError):
+            raise EncodeError(str(record))
         return record
 
     def frame_for(self, wire: Wire) -> Frame:

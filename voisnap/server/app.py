@@ -16,21 +16,24 @@ Routes:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 from ..asgi import Receive, Scope, Send
+from ..failures import error_boundary
 from ..transports.asgi_websocket import AsgiWebSocket
 from ..transports.base import TransportType
-from .http import HttpError, cors_headers, header_map, json_body, parse_query
+from .http import HttpError, cors_headers, framing_problem, header_map, json_body, parse_query
 from .http_transports import HttpTransports
 from .hub_server import HubServer
 from .hypercorn_bridge import socket_of
+from .request_body import REST_BODY_LIMIT, read_body
 from .routes import RestRequest, match
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 64 * 1024
+TEXT = "text/plain; charset=utf-8"
 PREFLIGHT_HEADERS = "authorization, content-type, x-requested-with, x-signalr-user-agent"
 
 
@@ -45,7 +48,10 @@ class VoisnapApp:
             case "lifespan":
                 await self._lifespan(receive, send)
             case "http":
-                await self._http(scope, receive, send)
+                tracked = TrackedSend(send)
+                with error_boundary(log, "an HTTP request", lambda _: tracked.fail_soon()):
+                    await self._http(scope, receive, tracked)
+                await tracked.answer_failure()
             case "websocket":
                 await self._websocket(scope, receive, send)
 
@@ -61,18 +67,24 @@ class VoisnapApp:
     # -- HTTP ------------------------------------------------------------------------------------
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = header_map(scope["headers"])
+        cors = cors_headers(headers.get("origin"), self.settings.cors_origins)
+        problem = framing_problem(
+            (name.decode("latin-1"), value.decode("latin-1")) for name, value in scope["headers"]
+        )
+        if problem is not None:  # every request, not only a connection's first
+            error = HttpError(400, problem, close=True)
+            return await _respond(send, 400, TEXT, error.text.encode(), [*error.headers, *cors])
         if scope["method"] != "OPTIONS" and self.hubs.endpoint_for(scope["path"]) is not None:
             # Server-Sent Events and long polling stream their responses.
             return await self.transports.handle(scope, receive, send)
-        headers = header_map(scope["headers"])
-        cors = cors_headers(headers.get("origin"), self.settings.cors_origins)
         try:
-            await _read_body(receive)
+            await read_body(receive, headers, REST_BODY_LIMIT, self.settings.request_body_timeout)
             status, content_type, body, extra = await self._route(scope, headers)
         except HttpError as error:
             status, content_type, body, extra = (
                 error.status,
-                "text/plain; charset=utf-8",
+                TEXT,
                 error.text.encode(),
                 error.headers,
             )
@@ -148,18 +160,29 @@ class VoisnapApp:
         await self.hubs.serve(admission, transport)
 
 
-async def _read_body(receive: Receive) -> bytes:
-    body = bytearray()
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        body += message.get("body", b"")
-        if len(body) > MAX_BODY:
-            raise HttpError(413, "Request body too large.")
-        if not message.get("more_body"):
-            break
-    return bytes(body)
+class TrackedSend:
+    """An ASGI ``send`` that remembers whether the response has started, so
+    that a request that fails unexpectedly can still be answered 500."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+        self._failed = False
+
+    async def __call__(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+    def fail_soon(self) -> None:
+        self._failed = True
+
+    async def answer_failure(self) -> None:
+        """500 for a request that failed before its response started."""
+        if self._failed and not self.started:
+            body = b"Internal server error."
+            with contextlib.suppress(Exception):  # the client may be gone
+                await _respond(self, 500, TEXT, body, [("connection", "close")])
 
 
 async def _respond(

@@ -64,7 +64,7 @@ class ConnectionRegistry:
     def negotiate(
         self, hub_path: str, principal: Principal, version: int, *, stateful: bool = False
     ) -> NegotiatedConnection:
-        self._forget_expired()
+        self.forget_expired()
         connection_id = new_secret_id()
         # Version 0 has no token: the client presents the connection id itself.
         token = new_secret_id() if version >= 1 else connection_id
@@ -85,7 +85,7 @@ class ConnectionRegistry:
         """The connection ``token`` names, checked against who asks and how;
         True if this request is its first (it starts the connection). Refuses
         with the statuses ASP.NET Core uses."""
-        self._forget_expired()
+        self.forget_expired()
         negotiated = self._active.get(token)
         first = negotiated is None
         if first:
@@ -105,7 +105,7 @@ class ConnectionRegistry:
 
     def find(self, token: str, hub_path: str, principal: Principal) -> NegotiatedConnection:
         """A negotiated connection, started or not (for sends and closes)."""
-        self._forget_expired()
+        self.forget_expired()
         negotiated = self._active.get(token) or self._pending.get(token)
         if negotiated is None or negotiated.hub_path != hub_path:
             raise HttpError(404, NO_CONNECTION)
@@ -117,8 +117,11 @@ class ConnectionRegistry:
     def release(self, token: str) -> None:
         self._active.pop(token, None)
 
-    def _forget_expired(self) -> None:
-        deadline = trio.current_time() - self._timeout
+    def forget_expired(self, now: float | None = None) -> None:
+        """Drop negotiations no transport claimed in time (the heartbeat calls
+        this every tick, so unclaimed tokens never pile up)."""
+        now = trio.current_time() if now is None else now
+        deadline = now - self._timeout
         while self._pending:
             token, oldest = next(iter(self._pending.items()))
             if oldest.created_at > deadline:

@@ -26,6 +26,7 @@ import socket
 import attrs
 import trio
 
+from ..failures import error_boundary
 from ..transports.base import TransportType
 from ..transports.websockets import (
     DirectWebSocket,
@@ -34,7 +35,7 @@ from ..transports.websockets import (
     send_all,
     start_upgrade,
 )
-from .http import HttpError, client_address, parse_query, redact_query
+from .http import HttpError, client_address, framing_problem, parse_query, redact_query
 from .hub_server import Admission, HubServer
 from .hypercorn_bridge import HypercornBridge, PrefixedStream
 
@@ -47,9 +48,20 @@ HEAD_END = b"\r\n\r\n"
 # or memory: wait a moment and go on, as trio.serve_listeners does.
 ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 ACCEPT_BACKOFF = 0.1
-HEAD_TOO_LARGE = (
-    b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: text/plain\r\n"
-    b"content-length: 32\r\nconnection: close\r\n\r\nThe request head is too large.\r\n"
+
+
+def plain_response(status: int, reason: str, text: str) -> bytes:
+    """A whole HTTP/1.1 response that ends the connection, for requests the
+    front door refuses before anyone else sees them."""
+    body = text.encode() + b"\r\n"
+    return (
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode() + body
+
+
+HEAD_TOO_LARGE = plain_response(
+    431, "Request Header Fields Too Large", "The request head is too large."
 )
 
 
@@ -70,6 +82,8 @@ class RequestHead:
     path: str
     query: str
     headers: dict[str, str]
+    framing_problem: str | None = None
+    """Why the body framing cannot be trusted (``http.framing_problem``), if so."""
 
     @classmethod
     def parse(cls, head: bytes) -> RequestHead | None:
@@ -82,13 +96,13 @@ class RequestHead:
             return None
         if not version.startswith("HTTP/1."):
             return None
-        headers = {}
+        pairs = []
         for line in header_lines:
             name, sep, value = line.partition(":")
             if sep:
-                headers[name.strip().lower()] = value.strip()
+                pairs.append((name.strip().lower(), value.strip()))
         path, _, query = target.partition("?")
-        return cls(method, path, query, headers)
+        return cls(method, path, query, dict(pairs), framing_problem(pairs))
 
     @property
     def is_websocket_upgrade(self) -> bool:
@@ -112,16 +126,23 @@ class FrontDoor:
             except BlockingIOError:
                 continue
             except OSError as error:
-                if error.errno not in ACCEPT_CAPACITY_ERRORS:
-                    raise
-                log.error("accept failed (%s); retrying shortly", error)
-                await trio.sleep(ACCEPT_BACKOFF)
-                continue
+                if listener.fileno() < 0:
+                    return  # the listener was closed: shutting down
+                if error.errno in ACCEPT_CAPACITY_ERRORS:
+                    log.error("accept failed (%s); retrying shortly", error)
+                    await trio.sleep(ACCEPT_BACKOFF)
+                continue  # ECONNABORTED and friends: that client is gone already
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connections.start_soon(self._handle, sock)
 
     async def _handle(self, sock: socket.socket) -> None:
+        """One TCP connection, inside its own error boundary: whatever goes
+        wrong with it, no other connection notices."""
+        with error_boundary(log, "a connection", lambda _: _close_quietly(sock)):
+            await self._route(sock)
+
+    async def _route(self, sock: socket.socket) -> None:
         if self._ssl_context is not None:
             stream = trio.SSLStream(
                 _trio_stream(sock), self._ssl_context, server_side=True, https_compatible=True
@@ -131,9 +152,12 @@ class FrontDoor:
         if head is None:
             return _close_quietly(sock)
         if _head_size(head) > self.settings.request_head_max_size:
-            await send_all(sock, HEAD_TOO_LARGE)
-            return _close_quietly(sock)
-        outcome = await self._hub_websocket(sock, head)
+            return await self._refuse(sock, HEAD_TOO_LARGE)
+        request = RequestHead.parse(head)
+        if request is not None and request.framing_problem is not None:
+            response = plain_response(400, "Bad Request", request.framing_problem)
+            return await self._refuse(sock, response)
+        outcome = await self._hub_websocket(sock, head, request)
         if outcome is NOT_A_HUB_UPGRADE:
             stream = PrefixedStream(_trio_stream(sock), head)
             del head  # this frame lives as long as the connection: keep it small
@@ -141,6 +165,12 @@ class FrontDoor:
         elif outcome is not REFUSED:
             del head
             await self.hubs.serve(*outcome)
+
+    async def _refuse(self, sock: socket.socket, response: bytes) -> None:
+        """Answer with ``response`` (bounded in time: the client may not read) and close."""
+        with trio.move_on_after(self.settings.request_head_timeout):
+            await send_all(sock, response)
+        _close_quietly(sock)
 
     async def _read_head(self, sock: socket.socket) -> bytes | None:
         """Everything received up to the end of the request head (and perhaps a
@@ -162,10 +192,9 @@ class FrontDoor:
         return None
 
     async def _hub_websocket(
-        self, sock: socket.socket, head: bytes
+        self, sock: socket.socket, head: bytes, request: RequestHead | None
     ) -> tuple[Admission, DirectWebSocket] | Outcome:
         """Admit and accept a WebSocket upgrade to a hub, on voisnap's own path."""
-        request = RequestHead.parse(head)
         if (
             request is None
             or not request.is_websocket_upgrade
@@ -227,5 +256,7 @@ def _trio_stream(sock: socket.socket) -> trio.SocketStream:
 
 
 def _close_quietly(sock: socket.socket) -> None:
+    if sock.fileno() < 0:
+        return  # closed already (a transport closed it before failing)
     trio.lowlevel.notify_closing(sock)
     sock.close()

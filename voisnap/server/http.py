@@ -10,13 +10,50 @@ from urllib.parse import parse_qsl
 
 
 class HttpError(Exception):
-    """Answer the request with ``status`` and a plain-text ``text``."""
+    """Answer the request with ``status`` and a plain-text ``text``; with
+    ``close``, close the connection after the response (its request body was
+    not read, or its framing cannot be trusted)."""
 
-    def __init__(self, status: int, text: str, headers: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        text: str,
+        headers: Iterable[tuple[str, str]] = (),
+        *,
+        close: bool = False,
+    ) -> None:
         super().__init__(text)
         self.status = status
         self.text = text
         self.headers = list(headers)
+        if close:
+            self.headers.append(("connection", "close"))
+
+
+def framing_problem(headers: Iterable[tuple[str, str]]) -> str | None:
+    """Why a request's body framing is ambiguous, if it is (RFC 9112, 6.3):
+    Content-Length together with Transfer-Encoding (a request smuggler's
+    favourite: two servers may disagree on where the body ends), or several
+    Content-Length values that differ. Such a request gets 400 and a close."""
+    lengths: set[str] = set()
+    chunked = False
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == "content-length":
+            lengths.update(part.strip() for part in value.split(","))
+        elif lowered == "transfer-encoding":
+            chunked = True
+    if chunked and lengths:
+        return "A request may not have both Content-Length and Transfer-Encoding."
+    if len(lengths) > 1:
+        return "The request has conflicting Content-Length values."
+    return None
+
+
+def declared_length(headers: Mapping[str, str]) -> int | None:
+    """The Content-Length a request declares, if it declares a valid one."""
+    value = headers.get("content-length", "").strip()
+    return int(value) if value.isdigit() and len(value) <= 20 else None
 
 
 def parse_query(query_string: bytes | str) -> dict[str, str]:
@@ -62,6 +99,3 @@ def cors_headers(origin: str | None, allowed: Iterable[str]) -> list[tuple[str, 
         ("vary", "Origin"),
     ]
 
-
-def text_of(headers: Mapping[str, str], name: str) -> str:
-    return headers.get(name, "")

@@ -30,6 +30,7 @@ from .connections import NegotiatedConnection
 from .http import HttpError, cors_headers, header_map, parse_query
 from .hub_server import HubServer
 from .hypercorn_bridge import socket_of
+from .request_body import HUB_POST_LIMIT, body_chunks
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,9 @@ class HttpTransports:
         headers = header_map(scope["headers"])
         allowed = cors_headers(headers.get("origin"), self.settings.cors_origins)
         cors = [(name.encode(), value.encode()) for name, value in allowed]
-        request = Request(scope, headers, parse_query(scope["query_string"]), receive, send, cors)
+        query = parse_query(scope["query_string"])
+        timeout = self.settings.request_body_timeout
+        request = Request(scope, headers, query, receive, send, cors, timeout)
         try:
             match scope["method"]:
                 case "GET" if "text/event-stream" in headers.get("accept", ""):
@@ -65,7 +68,8 @@ class HttpTransports:
                 case _:
                     raise HttpError(405, "Method Not Allowed")
         except HttpError as error:
-            await request.respond(error.status, error.text.encode(), text=True)
+            extra = [(name.encode(), value.encode()) for name, value in error.headers]
+            await request.respond(error.status, error.text.encode(), headers=extra, text=True)
 
     # -- Server-Sent Events -------------------------------------------------------------------
 
@@ -167,6 +171,7 @@ class Request:
         receive: Receive,
         send: Send,
         cors: list[tuple[bytes, bytes]],
+        body_timeout: float,
     ) -> None:
         self.scope = scope
         self.path: str = scope["path"]
@@ -175,16 +180,12 @@ class Request:
         self.receive = receive
         self.send = send
         self.cors = cors
+        self.body_timeout = body_timeout
 
-    async def body(self) -> AsyncIterator[bytes]:
-        while True:
-            message = await self.receive()
-            if message["type"] == "http.disconnect":
-                return
-            if message.get("body"):
-                yield message["body"]
-            if not message.get("more_body"):
-                return
+    def body(self) -> AsyncIterator[bytes]:
+        """The POSTed records as they arrive, within the hub POST limit and
+        the body deadline (``request_body``)."""
+        return body_chunks(self.receive, self.headers, HUB_POST_LIMIT, self.body_timeout)
 
     async def respond(
         self,

@@ -28,6 +28,7 @@ import trio
 
 from ..config import Settings
 from ..errors import AuthenticationError
+from ..failures import error_boundary
 from ..hubs.connection import SHUTTING_DOWN, HubConnection, new_connection_id
 from ..hubs.endpoint import HubEndpoint
 from ..hubs.heartbeat import run_heartbeat
@@ -215,7 +216,12 @@ class HubServer:
         self._background.start_soon(self.serve, admission, transport)
 
     async def serve(self, admission: Admission, transport: Transport) -> None:
-        """Run one admitted connection on ``transport`` until it ends."""
+        """Run one admitted connection on ``transport`` until it ends, inside
+        its own error boundary (long polling runs it in a shared nursery)."""
+        with error_boundary(log, "a hub connection", lambda _: transport.abort()):
+            await self._serve(admission, transport)
+
+    async def _serve(self, admission: Admission, transport: Transport) -> None:
         negotiated = admission.negotiated
         if negotiated is not None and not admission.first:
             # A stateful client coming back on a new WebSocket.
@@ -245,7 +251,7 @@ class HubServer:
 
     async def run_heartbeat(self) -> None:
         """Keep-alive, client timeouts and token expiry for every connection."""
-        await run_heartbeat(lambda: self.connections, self.settings)
+        await run_heartbeat(lambda: self.connections, self.settings, self.registry.forget_expired)
 
     async def close_all(self) -> None:
         """Graceful shutdown: every client gets a Close that invites it to

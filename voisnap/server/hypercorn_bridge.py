@@ -90,6 +90,14 @@ def make_config(settings: Settings) -> Config:
     config.errorlog = "-"
     config.graceful_timeout = settings.shutdown_timeout
     config.h11_max_incomplete_size = settings.request_head_max_size
+    # Deadlines for what the front door cannot see: a TLS handshake, and the
+    # head of a second request on a keep-alive connection (hypercorn's idle
+    # timer runs until a whole head has arrived). No read_timeout: Server-Sent
+    # Events and long polls hear nothing from the client for minutes, rightly.
+    config.ssl_handshake_timeout = settings.request_head_timeout
+    config.keep_alive_timeout = settings.request_head_timeout
+    # A hub WebSocket message may hold several hub messages, but not a megabyte.
+    config.websocket_max_message_size = max(settings.max_message_size, 1024 * 1024)
     config.include_server_header = False
     config.certfile = settings.certfile
     config.keyfile = settings.keyfile

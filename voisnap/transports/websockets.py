@@ -59,9 +59,10 @@ log = logging.getLogger(__name__)
 
 RECEIVE_SIZE = 64 * 1024
 NORMAL_CLOSURE = 1000
-# A server closing after a protocol error still says 1000: the SignalR Close
-# message carries the reason, and the JS client treats any other code as a
-# transport failure ("WebSocket closed with status code: N").
+# A server closing after a *hub* protocol error still says 1000: the SignalR
+# Close message carries the reason, and the JS client treats any other code as a
+# transport failure ("WebSocket closed with status code: N"). A *WebSocket*
+# protocol error closes with the code RFC 6455 gives it (``_answer_close``).
 _LINGER_ABORT = struct.pack("ii", 1, 0)
 
 
@@ -83,7 +84,6 @@ class DirectWebSocket:
         "_sock",
         "_ws",
         "frames_accepted",
-        "frames_by_writer",
         "on_closed",
         "outbox",
     )
@@ -107,7 +107,6 @@ class DirectWebSocket:
         self._peer_closed = False
         self.on_closed: Callable[[], None] | None = None
         self.frames_accepted = 0  # every frame taken by send_nowait; keep-alive watches it
-        self.frames_by_writer = 0  # those the writer task had to send
 
     def start(self, nursery: trio.Nursery) -> None:
         """The nursery the writer task runs in, whenever a backlog needs one."""
@@ -150,9 +149,15 @@ class DirectWebSocket:
             raise ConnectionClosed(f"WebSocket protocol error: {error}") from None
 
     def _answer_close(self, event: CloseConnection) -> None:
-        # RFC 6455 5.5.1: "the endpoint MUST send a Close frame in response".
         if self._ws.state is WSState.REMOTE_CLOSING:
+            # RFC 6455 5.5.1: "the endpoint MUST send a Close frame in response".
             self._send_control(self._ws.send(event.response()))
+        elif self._ws.state is WSState.OPEN:
+            # Not the client's Close: wsproto found a protocol error in its
+            # frames and says so with the code to close with (RFC 6455 7.4.1:
+            # 1002 protocol error, 1007 invalid UTF-8 in a text message).
+            log.info("WebSocket protocol error (%d): %s", event.code, event.reason)
+            self._send_control(self._ws.send(CloseConnection(event.code, event.reason)))
         self._peer_closed = True
 
     async def _receive_raw(self) -> bytes | None:
@@ -214,7 +219,6 @@ class DirectWebSocket:
             await self._write_all(coalesce(frames))
         except ConnectionClosed:
             return  # aborted: the connection is told through on_closed
-        self.frames_by_writer += len(frames)
 
     async def _write_all(self, buffers: list[bytes | memoryview]) -> None:
         while buffers:
