@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.server import ServerProcess
+from tests.support.services import *  # noqa: F403  (redis_server, postgres_server, ...)
 
 # Shrunk so that every timeout can be observed in a second or two.
 FAST_SETTINGS = {
