@@ -21,7 +21,9 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import re
 import socket
+from contextlib import suppress
 
 import attrs
 import trio
@@ -31,11 +33,17 @@ from ..transports.base import TransportType
 from ..transports.websockets import (
     DirectWebSocket,
     accept_upgrade,
-    refuse_upgrade,
     send_all,
     start_upgrade,
 )
-from .http import HttpError, client_address, framing_problem, parse_query, redact_query
+from .http import (
+    HttpError,
+    client_address,
+    framing_problem,
+    parse_query,
+    plain_response,
+    redact_query,
+)
 from .hub_server import Admission, HubServer
 from .hypercorn_bridge import HypercornBridge, PrefixedStream
 
@@ -48,21 +56,8 @@ HEAD_END = b"\r\n\r\n"
 # or memory: wait a moment and go on, as trio.serve_listeners does.
 ACCEPT_CAPACITY_ERRORS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 ACCEPT_BACKOFF = 0.1
-
-
-def plain_response(status: int, reason: str, text: str) -> bytes:
-    """A whole HTTP/1.1 response that ends the connection, for requests the
-    front door refuses before anyone else sees them."""
-    body = text.encode() + b"\r\n"
-    return (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain; charset=utf-8\r\n"
-        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    ).encode() + body
-
-
-HEAD_TOO_LARGE = plain_response(
-    431, "Request Header Fields Too Large", "The request head is too large."
-)
+LINGER_BYTES = 1024 * 1024  # what a refused client may still send before the close
+HEAD_TOO_LARGE = plain_response(431, "The request head is too large.")
 
 
 class Outcome(enum.Enum):
@@ -155,7 +150,7 @@ class FrontDoor:
             return await self._refuse(sock, HEAD_TOO_LARGE)
         request = RequestHead.parse(head)
         if request is not None and request.framing_problem is not None:
-            response = plain_response(400, "Bad Request", request.framing_problem)
+            response = plain_response(400, request.framing_problem)
             return await self._refuse(sock, response)
         outcome = await self._hub_websocket(sock, head, request)
         if outcome is NOT_A_HUB_UPGRADE:
@@ -167,9 +162,14 @@ class FrontDoor:
             await self.hubs.serve(*outcome)
 
     async def _refuse(self, sock: socket.socket, response: bytes) -> None:
-        """Answer with ``response`` (bounded in time: the client may not read) and close."""
-        with trio.move_on_after(self.settings.request_head_timeout):
+        """Answer with ``response`` and close, lingering (RFC 9112, 9.6): a
+        socket closed with unread bytes sends a reset, which can destroy the
+        response before the client reads it. So: send, shut the sending side,
+        read and drop what the client is still sending (bounded), then close."""
+        with trio.move_on_after(self.settings.request_head_timeout), suppress(OSError):
             await send_all(sock, response)
+            sock.shutdown(socket.SHUT_WR)
+            await _drain(sock, LINGER_BYTES)
         _close_quietly(sock)
 
     async def _read_head(self, sock: socket.socket) -> bytes | None:
@@ -188,6 +188,8 @@ class FrontDoor:
                 if not chunk:
                     return None if not buffer else bytes(buffer)
                 buffer += chunk
+                if _REQUEST_LINE_START.match(buffer) is None:
+                    return None  # not HTTP (a TLS hello, binary noise): close now
             return bytes(buffer)
         return None
 
@@ -214,10 +216,13 @@ class FrontDoor:
             )
         except HttpError as error:
             self._log(request, peer, error.status)
-            await refuse_upgrade(sock, ws, error.status, error.text, error.headers)
+            await self._refuse(sock, plain_response(error.status, error.text, error.headers))
+            return REFUSED
+        try:
+            connection = await accept_upgrade(sock, ws)
+        except OSError:  # the client is gone already
             _close_quietly(sock)
             return REFUSED
-        connection = await accept_upgrade(sock, ws)
         self._log(request, peer, 101)
         transport = DirectWebSocket(
             sock,
@@ -235,6 +240,27 @@ class FrontDoor:
             client = client_address(request.headers, peer, self.settings.proxy_headers)
             agent = request.headers.get("user-agent", "-")
             access_log.info('%s "GET %s websocket" %d - "%s"', client, target, status, agent)
+
+
+# What every HTTP/1.x request (and the HTTP/2 preface, "PRI * ...") begins
+# with: a method token of RFC 9110's token characters, then a space.
+_REQUEST_LINE_START = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,32}(?: |\Z)")
+
+
+async def _drain(sock: socket.socket, limit: int) -> None:
+    """Read and drop until the client's EOF, or ``limit`` bytes."""
+    drained = 0
+    while drained < limit:
+        await trio.lowlevel.wait_readable(sock)
+        try:
+            chunk = sock.recv(RECEIVE_SIZE)
+        except BlockingIOError:
+            continue
+        except OSError:
+            return
+        if not chunk:
+            return
+        drained += len(chunk)
 
 
 def _head_size(received: bytes) -> int:
