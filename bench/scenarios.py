@@ -1,4 +1,4 @@
-"""The three scenarios, each run against every target with the same load generator.
+"""The four scenarios, each run against every target with the same load generator.
 
 - fanout: N subscribers in one group, ~200-byte payloads, a ramp of publish
   rates; the figure of merit is the highest deliveries/s whose p99 < 100 ms.
@@ -6,6 +6,8 @@
   per connection.
 - slow-consumer: some subscribers stop reading; how fast they are evicted, what
   it does to everybody else's p99, and whether server memory stays flat.
+- chat: sessions with two devices each, an agent streaming tokens; token latency
+  from the agent to every device (voisnap only).
 """
 
 from __future__ import annotations

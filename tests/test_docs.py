@@ -6,7 +6,7 @@
 - every REST route the apps register is on docs/rest.md, with its method;
 - every relative link between docs pages, anchors included, resolves.
 
-Nothing here starts a server: the app is assembled (``create_app``) and inspected.
+Nothing here starts a server: the app is assembled (``create_product``) and inspected.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import attrs
 import pytest
 
-from voisnap.apps import create_app
+from voisnap.apps import create_product
 from voisnap.config import Settings, env_name, flag_name
 from voisnap.hubs.methods import describe_methods, methods_key
 from voisnap.server.hub_server import HubServer
@@ -35,7 +35,7 @@ METHOD_HEADING = re.compile(r"`(\w+)\(")
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> HubServer:
     """The product's server, assembled but not started (its data dir is a temporary one)."""
-    return create_app(Settings(data_dir=tmp_path_factory.mktemp("data")))
+    return create_product(Settings(data_dir=tmp_path_factory.mktemp("data")))
 
 
 def prose_lines(page: Path) -> list[str]:

@@ -9,14 +9,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["Hub", "HubError", "HubServer", "Settings", "create_app"]
+__all__ = ["Hub", "HubError", "HubServer", "Settings", "create_server", "serve"]
 
 _HOMES = {
     "Hub": "voisnap.hubs.hub",
     "HubError": "voisnap.errors",
     "HubServer": "voisnap.server.hub_server",
     "Settings": "voisnap.config",
-    "create_app": "voisnap.apps",
+    "create_server": "voisnap.server.factory",
+    "serve": "voisnap.server.runner",
 }
 
 

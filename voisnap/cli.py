@@ -16,8 +16,8 @@ import attrs
 import trio
 
 from .config import Settings, env_name, flag_name, is_repeatable, settings_from
-from .server.auth import TokenAuthority
-from .server.secrets import SECRET_ENV, load_secret
+from .server.factory import token_authority
+from .server.secrets import SECRET_ENV
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(settings: Settings) -> int:
-    from .apps import create_app
+    from .apps import create_product
     from .server.runner import serve
 
     logging.basicConfig(
@@ -81,11 +81,11 @@ def _serve(settings: Settings) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        hubs = create_app(settings)
+        server = create_product(settings)
     except ValueError as error:
         print(f"voisnap serve: {error}", file=sys.stderr)
         return 2
-    trio.run(partial(serve, settings, hubs, ready=_print_ready))
+    trio.run(partial(serve, server, ready=_print_ready))
     return 0
 
 
@@ -95,7 +95,6 @@ def _print_ready(line: str) -> None:
 
 def _token(arguments: argparse.Namespace) -> int:
     data_dir = arguments.data_dir or settings_from({}).data_dir
-    settings = settings_from({"data_dir": data_dir})
-    authority = TokenAuthority(load_secret(settings.data_dir), settings.jwt_algorithm)
+    authority = token_authority(settings_from({"data_dir": data_dir}))
     print(authority.issue(arguments.user, arguments.tenant, arguments.role, arguments.ttl))
     return 0

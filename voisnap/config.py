@@ -5,8 +5,9 @@ environment variable (``VOISNAP_KEEP_ALIVE_INTERVAL``); the flag wins over the
 variable, the variable over the default. ``--help`` and the README list them
 from this one table, so the three can never disagree.
 
-The defaults are ASP.NET Core SignalR's where it has one (the wire reference,
-section 12), so that official clients see the timings they were tuned for.
+The defaults are ASP.NET Core SignalR's where it has one (its ``HubOptions``;
+docs/settings.md, "Hub protocol timings"), so that official clients see the
+timings they were tuned for.
 The JWT secret is deliberately *not* a setting: it comes from
 ``VOISNAP_JWT_SECRET`` or a file in the data dir (``server/secrets.py``), so it
 never appears in ``ps`` output.
@@ -138,6 +139,11 @@ class Settings:
     @property
     def tls(self) -> bool:
         return self.certfile is not None
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The defaults, changed by any ``VOISNAP_*`` variables that are set."""
+        return settings_from({}, environ)
 
 
 def env_name(field_name: str) -> str:

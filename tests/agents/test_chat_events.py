@@ -24,11 +24,11 @@ import trio
 from voisnap.apps.chat.audience import legacy_group, session_group
 from voisnap.apps.chat.notifier import ChatEvents, args_hash
 from voisnap.protocol import CloseMessage, JsonHubProtocol
-from voisnap.routing.outbox import Lag
 from voisnap.routing.router import LocalRouter, group_key
 from voisnap.routing.serialized import SerializedMessage
 from voisnap.storage.base import Message, Owner, Session, Task, TaskState
 from voisnap.transports.frames import wire_for
+from voisnap.transports.outbox import Lag
 from voisnap.transports.ws_frames import TEXT_FRAMER
 
 CEILING = 5

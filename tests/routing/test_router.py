@@ -17,7 +17,6 @@ import trio
 
 from voisnap.errors import HubError
 from voisnap.protocol import CloseMessage, HubMessage, InvocationMessage, JsonHubProtocol
-from voisnap.routing.outbox import Lag
 from voisnap.routing.router import (
     LocalRouter,
     RouterStatistics,
@@ -27,6 +26,7 @@ from voisnap.routing.router import (
 )
 from voisnap.routing.serialized import SerializedMessage
 from voisnap.transports.frames import Frame, Wire, wire_for
+from voisnap.transports.outbox import Lag
 from voisnap.transports.ws_frames import BINARY_FRAMER, TEXT_FRAMER
 
 CEILING = 5

@@ -46,35 +46,29 @@ from voisnap.protocol import (
     TransferFormat,
 )
 from voisnap.protocol.framing import TextFraming
-from voisnap.routing.outbox import Outbox
-from voisnap.transports.base import QueuedTransport
-from voisnap.transports.frames import Frame, Framer
+from voisnap.transports.base import QueuedTransport, TransportInfo, TransportType
+from voisnap.transports.frames import Frame, RecordFramer
+from voisnap.transports.outbox import Outbox
 
 RS = b"\x1e"
 JSON_HANDSHAKE = b'{"protocol":"json","version":1}' + RS
 DEFAULT_PRINCIPAL = Principal(user_id="user", tenant_id="tenant")
 
 
-class PlainFramer:
-    """A record is its own frame: memory has no framing of its own."""
-
-    def frame(self, record: bytes) -> Frame:
-        return Frame(record)
-
-
-PLAIN_FRAMER = PlainFramer()
+PLAIN_FRAMER = RecordFramer()  # a record is its own frame: memory has no framing of its own
 
 
 class MemoryTransport(QueuedTransport):
     """The Transport protocol over two trio memory channels and an ``Outbox``."""
 
-    transfer_format = TransferFormat.BINARY  # carries text and binary, like WebSockets
-    inherent_keep_alive = False
-    resumable = True
-
-    @staticmethod
-    def idle_seconds(now: float) -> float:
-        return 0.0  # a WebSocket is always ready to receive
+    info = TransportInfo(
+        kind=TransportType.WEB_SOCKETS,
+        transfer_format=TransferFormat.BINARY,  # carries text and binary, like WebSockets
+        resumable=True,
+        polled=False,
+        text_framer=PLAIN_FRAMER,
+        binary_framer=PLAIN_FRAMER,
+    )
 
     def __init__(
         self, *, capacity: int = 100, max_bytes: int = 1 << 20, client_buffer: float = math.inf
@@ -93,16 +87,13 @@ class MemoryTransport(QueuedTransport):
     def closed(self) -> bool:
         return self._closed
 
-    def framer_for(self, transfer_format: TransferFormat) -> Framer:
-        return PLAIN_FRAMER
-
     async def receive_some(self) -> bytes:
         try:
             return await self._incoming.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed("the test client is gone") from None
 
-    def start(self, nursery: trio.Nursery) -> None:
+    def _start(self, nursery: trio.Nursery) -> None:
         self.outbox.start_writer(nursery, self._write_batch)
 
     async def _write_batch(self, frames: list[Frame]) -> None:
@@ -140,8 +131,9 @@ class MemoryTransport(QueuedTransport):
         self.outbox.close()
         self._to_client.close()  # the client reads what was delivered, then EOF
         self._incoming.close()  # wakes a pending receive_some
-        if self.on_closed is not None:
-            self.on_closed()
+        on_closed, self.on_closed = self.on_closed, None
+        if on_closed is not None:
+            on_closed()
 
 
 class ServerClosed(Exception):

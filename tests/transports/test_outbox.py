@@ -18,7 +18,7 @@ import pytest
 import trio
 from trio.testing import MockClock, wait_all_tasks_blocked
 
-from voisnap.routing.outbox import Lag, Outbox, OutboxStatistics
+from voisnap.transports.outbox import Lag, Outbox, OutboxStatistics
 
 CEILING = 10  # seconds of (virtual) time before a stuck waiter fails the test
 

@@ -1,7 +1,7 @@
 """What an agent is: a function from a request to an async stream of events.
 
-Seed 000, "Chat hub": an accepted message becomes a task; while it runs, the
-clients see ``AgentStatus`` checkpoints, ``StreamChunk`` token deltas,
+docs/hubs/chat.md, "Task events": an accepted message becomes a task; while
+it runs, the clients see ``AgentStatus`` checkpoints, ``StreamChunk`` token deltas,
 ``ToolCallStarted``/``ToolCallCompleted`` around tool calls, then the final
 ``ReceiveMessage``. An agent produces exactly that, as plain events, and knows
 nothing of hubs, groups or storage: the runtime (``agents.runtime``) turns the

@@ -1,14 +1,14 @@
 """The task runtime: accepted messages become tasks, run by agents in the background.
 
-Seed 000, "Reconnection": "Streaming tasks that were in flight continue; the
-client sees a possibly-incomplete stream followed by TaskCompleted once the
-task finishes." So a task belongs to the server, not to the connection that
+docs/hubs/chat.md, "Tasks": a task that was streaming when its client
+reconnected goes on, and the client sees a possibly-incomplete stream followed
+by TaskCompleted once the task finishes. So a task belongs to the server, not to the connection that
 asked for it: tasks wait in a queue and run on a fixed number of workers in the
 server's nursery, and a client that disconnects does not cancel anything.
 
 The runtime turns an agent's events into stored records and tells a
 ``TaskEvents`` sink (the chat hub's event router) what happened, in the order
-the seed gives: started, status checkpoints, stream chunks (the last one
+docs/hubs/chat.md ("Task events") gives: started, status checkpoints, stream chunks (the last one
 ``isFinal``), tool calls, the final message (stored first), then completed,
 failed or cancelled.
 
@@ -209,7 +209,8 @@ class TaskRuntime:
         )
 
     async def _finish(self, task: Task, final: Final) -> None:
-        """Store the reply first, then announce it (seed 000: REST can catch up)."""
+        """Store the reply first, then announce it, so REST can always catch up
+        (docs/rest.md, "GET /sessions/{sessionId}/messages")."""
         reply = Message(
             message_id=f"msg_{uuid.uuid4().hex}",
             session_id=task.session_id,

@@ -35,7 +35,8 @@ from ..protocol.errors import ENCODER_FAILURES, EncodeError
 
 
 def camel_case(name: str) -> str:
-    """``tokens_used`` -> ``tokensUsed``: the seeds' (and ASP.NET's) payload names."""
+    """``tokens_used`` -> ``tokensUsed``: ASP.NET's payload names
+    (docs/protocol/hub-protocols.md, "Binding arguments")."""
     head, *rest = name.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 

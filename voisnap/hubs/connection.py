@@ -3,35 +3,43 @@
 
 Theory of operation
 -------------------
-``run()`` owns one nursery per connection. In it:
+A connection is in one of five states, and moves between them only along the
+arrows of ``TRANSITIONS`` (``_move_to`` refuses any other)::
 
-- the reader (``_read_loop``) feeds the sans-IO ``HubProtocolConnection`` and
-  hands each message to the ``Dispatcher``; it is the connection's only
-  long-lived task;
-- hub methods run in tasks started when invocations arrive (one at a time for
-  plain invocations, by default), and end when they return;
-- the transport's writer runs only while its outbox holds a backlog.
+    HANDSHAKING --handshake accepted--> OPEN <--client is back-- SUSPENDED
+         |                               | \\---transport gone--->  |
+         |                               |   (stateful reconnect)  |
+         +----- close(disconnect) -------+-------------------------+--> CLOSING
+         |                               |                         |       |
+         +-------------------- the client left / run ends ---------+-------+--> CLOSED
 
-Keep-alive Pings, the client timeout and token expiry are not tasks: the
-server's heartbeat (``hubs.heartbeat``) calls ``tick`` about once a second.
+``run()`` owns one nursery per connection. In it the reader (``_read_loop``)
+feeds the sans-IO ``HubProtocolConnection`` and hands each message to the
+``Dispatcher``; hub methods run in tasks started when invocations arrive; the
+transport's writer runs only while its outbox holds a backlog. Keep-alive
+Pings, the client timeout and token expiry are not tasks: the server's
+heartbeat (``hubs.heartbeat``) calls ``tick`` about once a second.
 
 The order is ASP.NET's: handshake (bounded by ``handshake_timeout``), join the
 router, ``on_connected``, read until the client leaves or the server closes,
 cancel the hub's work, leave the router, ``on_disconnected``, close the transport.
 
-Three ways to end, one of which is synchronous:
-
-- the client leaves (EOF, WebSocket Close, hub Close message): nothing to send;
-- ``request_close(message)``: the server closes politely; the serving scope is
-  cancelled, then the Close message and a transport close are written, bounded
-  in time (protocol errors, client timeout, token expiry, shutdown);
-- ``evict_slow_consumer()``: called by a fan-out that found the outbox full. It
-  must not wait, so it tries the Close without blocking and aborts the socket.
+There is one close path. Whoever ends the connection (the heartbeat, a protocol
+error, the hub, a shutdown, a fan-out that finds the client too slow, a crash)
+calls ``close(disconnect)`` with a ``Disconnect`` (``hubs.closing``): the first
+one wins, later ones change nothing, so nothing re-enters it. ``close`` is
+synchronous: it records why, moves to CLOSING and cancels the serving scope.
+``_finish``, at the end of ``run``, then sends the Close message the reason
+carries and closes the transport, bounded in time, and moves to CLOSED. A
+client that leaves by itself never passes through CLOSING. Eviction cannot wait
+for ``_finish``: it aborts the transport at once (with the Close, if the socket
+takes it without blocking).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import math
 import time
@@ -48,67 +56,88 @@ from ..protocol import (
     CONNECTION_CLOSED,
     NEED_DATA,
     PING,
+    AckMessage,
     CloseMessage,
     HandshakeRequest,
     HubMessage,
     HubProtocolConnection,
     InvocationMessage,
+    LocalProtocolError,
     RemoteProtocolError,
+    SequenceMessage,
     TransferFormat,
 )
-from ..routing.outbox import Lag
 from ..routing.serialized import SerializedMessage
 from ..transports.base import Transport
-from ..transports.frames import Wire, wire_for
+from ..transports.frames import Frame, Wire, wire_for
+from ..transports.outbox import Lag
+from . import closing
 from .client_results import ClientResultError, ClientResults
+from .closing import (  # noqa: F401  (the texts, for those who import them from here)
+    CLOSED_WITH_ERROR,
+    HANDSHAKE_CANCELED,
+    SHUTTING_DOWN,
+    SLOW_CONSUMER,
+    TOKEN_EXPIRED,
+    Disconnect,
+)
 from .dispatcher import ClientClosed, Dispatcher
 from .endpoint import HubEndpoint
 from .hub import GroupManager, Hub, HubCallerContext, HubClients
 from .invocations import Invocations, error_text
 from .liveness import Liveness, Verdict
-from .replay import ReplayBuffer, is_tracked
-from .resumption import StatefulReconnect
+from .replay import is_tracked
+from .resumption import Resumption
 
 log = logging.getLogger(__name__)
 
 PING_MESSAGE = SerializedMessage(PING)  # one Ping, serialized once per wire for every connection
 
-SLOW_CONSUMER = "Server closed the connection: the client was too slow to read its messages."
-TOKEN_EXPIRED = "Server closed the connection: the access token expired."
-SHUTTING_DOWN = "Server is shutting down."
-HANDSHAKE_CANCELED = "Handshake was canceled."
-CLOSED_WITH_ERROR = "Connection closed with an error."
+
+class HubConnectionState(enum.Enum):
+    HANDSHAKING = "handshaking"
+    OPEN = "open"
+    SUSPENDED = "suspended"
+    """Stateful reconnect: the client is away; messages wait in the replay buffer."""
+    CLOSING = "closing"
+    """The server is closing it: work is cancelled, the Close is on its way."""
+    CLOSED = "closed"
+
+
+HANDSHAKING, OPEN, SUSPENDED, CLOSING, CLOSED = HubConnectionState
+
+TRANSITIONS: dict[HubConnectionState, frozenset[HubConnectionState]] = {
+    HANDSHAKING: frozenset({OPEN, CLOSING, CLOSED}),
+    OPEN: frozenset({SUSPENDED, CLOSING, CLOSED}),
+    SUSPENDED: frozenset({OPEN, CLOSING, CLOSED}),
+    CLOSING: frozenset({CLOSED}),
+    CLOSED: frozenset(),
+}
 
 
 def new_connection_id() -> str:
     return uuid.uuid4().hex
 
 
-class HubConnection(StatefulReconnect):
+class HubConnection:
     # one per connection: slots keep idle connections small
     __slots__ = (
-        "_adopted",
-        "_arrival",
         "_client_results",
-        "_close_message",
-        "_coming",
-        "_ended",
-        "_failure",
         "_frames_received",
         "_liveness",
         "_nursery",
         "_protocol",
         "_reading",
-        "_replay",
+        "_resumption",
         "_serving",
         "_stateful",
-        "_stop_requested",
-        "_suspended",
         "connection_id",
+        "disconnect",
         "endpoint",
         "items",
         "principal",
         "settings",
+        "state",
         "tenant_id",
         "transport",
         "user_id",
@@ -131,31 +160,26 @@ class HubConnection(StatefulReconnect):
         self.connection_id = connection_id or new_connection_id()
         self.user_id = principal.user_id
         self.tenant_id = principal.tenant_id
+        self.state = HANDSHAKING
+        self.disconnect: Disconnect | None = None
+        """Why the connection ended (``hubs.closing``), once it is ending."""
         self.wire: Wire | None = None
         self.items: dict[str, Any] = {}
         self._protocol = HubProtocolConnection(
             endpoint.protocols,
-            transfer_format=transport.transfer_format,
+            transfer_format=transport.info.transfer_format,
             max_message_size=self.settings.max_message_size,
             limits=endpoint.limits,
         )
         self._client_results = ClientResults(endpoint.result_ids)
         self._serving: trio.CancelScope | None = None  # the work nursery's, once it is open
-        self._stop_requested = False
-        self._close_message: CloseMessage | None = None
-        self._failure: Exception | None = None
-        self._reading = False
-        self._ended = False
-        self._frames_received = 0
-        # Stateful reconnect (``hubs.replay``): negotiated, then confirmed by a
-        # version 2 handshake on a transport that can resume (WebSockets).
-        self._stateful = stateful
-        self._replay: ReplayBuffer | None = None
         self._nursery: trio.Nursery | None = None
-        self._suspended = False  # the client is away; messages wait in the replay buffer
-        self._arrival: trio.Event | None = None  # set when a resuming transport arrives
-        self._coming: tuple[Transport, trio.Event] | None = None  # the resuming transport
-        self._adopted: trio.Event | None = None  # set once the current transport is let go
+        self._reading = False
+        self._frames_received = 0
+        # Stateful reconnect: negotiated, then confirmed by a version 2
+        # handshake on a transport that can resume (WebSockets).
+        self._stateful = stateful
+        self._resumption: Resumption | None = None
         now = trio.current_time()
         self._liveness = Liveness(
             now,
@@ -167,11 +191,18 @@ class HubConnection(StatefulReconnect):
             else now + principal.expires_at - time.time(),
         )
 
+    def _move_to(self, state: HubConnectionState) -> None:
+        if state not in TRANSITIONS[self.state]:
+            raise LocalProtocolError(
+                f"Can't move a connection from {self.state.name} to {state.name}"
+            )
+        self.state = state
+
     # -- life ------------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Serve the connection until it ends. An unexpected exception inside
-        (a bug) ends this connection with an error Close and nothing else."""
+        (a bug) ends this connection with an error Close, and nothing else."""
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             self._use(self.transport)
@@ -179,36 +210,21 @@ class HubConnection(StatefulReconnect):
                 with error_boundary(log, "a hub connection", self.crashed):
                     await self._serve()
             finally:
-                self._ended = True
                 with error_boundary(log, "closing a hub connection", self._abort):
-                    await self._close_transport()
-                self._let_go()
+                    await self._finish()
                 nursery.cancel_scope.cancel()
-
-    def crashed(self, error: Exception) -> None:
-        """Something unexpected failed while serving this connection: close it
-        with an error (ASP.NET: "Connection closed with an error.", no reconnect)."""
-        if self._failure is None:
-            self._failure = error
-        self.request_close(
-            CloseMessage(error=error_text(CLOSED_WITH_ERROR, error, self.settings.detailed_errors))
-        )
-
-    def _abort(self, _: Exception) -> None:
-        self.transport.abort()
 
     def _use(self, transport: Transport) -> None:
         assert self._nursery is not None
         self.transport = transport
-        transport.start(self._nursery)
-        transport.on_closed = self._transport_closed
+        transport.start(self._nursery, self._transport_closed)
 
     def _transport_closed(self) -> None:
         """The transport may close under a reader that is busy elsewhere
-        (waiting to pass an upload item on): stop serving then, unless the
-        client may come back on a new one (stateful reconnect)."""
-        if self._replay is None:
-            self._stop_serving()
+        (waiting to pass an upload item on): the client is gone, unless it may
+        come back on a new one (stateful reconnect; the reader decides)."""
+        if self._resumption is None:
+            self.close(closing.CLIENT_LEFT)
 
     async def _serve(self) -> None:
         """Handshake, then read and dispatch until the client leaves or the
@@ -217,7 +233,7 @@ class HubConnection(StatefulReconnect):
         try:
             async with trio.open_nursery() as work:
                 self._serving = work.cancel_scope
-                if self._stop_requested:
+                if self.state is CLOSING:
                     work.cancel_scope.cancel()
                 invocations = Invocations(
                     methods=self.endpoint.methods,
@@ -229,18 +245,16 @@ class HubConnection(StatefulReconnect):
                     stream_buffer_capacity=self.settings.stream_buffer_capacity,
                 )
                 try:
-                    if await self._handshake() is not None:
-                        connected = await self._connect()
-                        if connected:
-                            dispatcher = Dispatcher(invocations, self._client_results, self)
-                            await self._read_loop(dispatcher)
+                    if await self._handshake() and await self._connect():
+                        connected = True
+                        await self._read_loop(Dispatcher(invocations, self._client_results, self))
                 finally:
                     invocations.close()
                     work.cancel_scope.cancel()
         finally:
-            # Also after a crash: the router must not keep a dead connection.
-            if connected:
-                await self._disconnect()
+            self._serving = None
+            if connected:  # also after a crash: the router must not keep a dead connection
+                await self._disconnected()
 
     async def _connect(self) -> bool:
         """Join the router and run ``on_connected``; False if it failed."""
@@ -251,27 +265,21 @@ class HubConnection(StatefulReconnect):
             # ASP.NET: Close with the error and no allowReconnect, and no
             # OnDisconnectedAsync for a connection that never connected.
             report_unexpected(log, "on_connected", error)
-            self._set_close(
-                CloseMessage(
-                    error=error_text(CLOSED_WITH_ERROR, error, self.settings.detailed_errors)
-                )
-            )
             self.endpoint.router.remove_connection(self)
+            self.close(closing.failed(error, self._error_text(error)))
             return False
         return True
 
-    async def _disconnect(self) -> None:
+    async def _disconnected(self) -> None:
         """Leave the router, fail pending client results, run ``on_disconnected``."""
         self.endpoint.router.remove_connection(self)
         self._client_results.fail_all(f"Connection '{self.connection_id}' disconnected.")
+        cause = None if self.disconnect is None else self.disconnect.cause
         with trio.CancelScope(shield=True), trio.move_on_after(self.settings.shutdown_timeout):
-            await self._on_disconnected(self._failure)
-
-    async def _on_disconnected(self, error: Exception | None) -> None:
-        try:
-            await self.create_hub().on_disconnected(error)
-        except Exception as failure:
-            report_unexpected(log, "on_disconnected", failure)
+            try:
+                await self.create_hub().on_disconnected(cause)
+            except Exception as failure:
+                report_unexpected(log, "on_disconnected", failure)
 
     def create_hub(self) -> Hub:
         context = HubCallerContext(
@@ -299,32 +307,38 @@ class HubConnection(StatefulReconnect):
             except RemoteProtocolError as error:
                 await self._reject(
                     "An unexpected error occurred during connection handshake. "
-                    f"InvalidDataException: {error}"
+                    f"InvalidDataException: {error}",
+                    closing.handshake_failed(error),
                 )
                 return None
             except ConnectionClosed:
                 return None
         if request is None:
-            await self._reject(HANDSHAKE_CANCELED)
+            await self._reject(HANDSHAKE_CANCELED, closing.handshake_failed(timed_out=True))
             return None
-        if request is CONNECTION_CLOSED:
+        if request is CONNECTION_CLOSED or self.state is not HANDSHAKING:
             return None
         try:
             response = self._protocol.accept(request)
         except RemoteProtocolError as error:
-            await self._reject(str(error))
+            await self._reject(str(error), closing.handshake_failed(error))
             return None
         assert self._protocol.protocol is not None
         protocol = self._protocol.protocol
-        self.wire = wire_for(protocol, self.transport.framer_for(protocol.transfer_format))
-        if self._stateful and self._protocol.version >= 2 and self.transport.resumable:
-            self._replay = ReplayBuffer(self.settings.stateful_reconnect_buffer_size)
+        self.wire = wire_for(protocol, self.transport.info.framer_for(protocol.transfer_format))
+        if self._stateful and self._protocol.version >= 2 and self.transport.info.resumable:
+            self._resumption = Resumption(
+                self.settings.stateful_reconnect_buffer_size, self.settings.disconnect_timeout
+            )
+        self._move_to(OPEN)
         await self.transport.send(self.wire.frame(response))
         return request
 
-    async def _reject(self, error: str) -> None:
-        framer = self.transport.framer_for(TransferFormat.TEXT)
+    async def _reject(self, error: str, disconnect: Disconnect) -> None:
+        """A handshake error response (the only answer the client gets), then close."""
+        framer = self.transport.info.framer_for(TransferFormat.TEXT)
         await self.transport.send(framer.frame(self._protocol.reject(error)))
+        self.close(disconnect)
 
     async def _next_event(self) -> Any:
         while True:
@@ -343,22 +357,14 @@ class HubConnection(StatefulReconnect):
                 event = await self._next_event()
                 if event is CONNECTION_CLOSED:
                     return
-                if self._replay is not None and is_tracked(event) and not self._replay.accept():
+                if self._resumption is not None and self._resumption.is_copy(event):
                     continue  # a copy a resuming client sent again
                 await dispatcher.dispatch(event)
         except ClientClosed:
             return
         except RemoteProtocolError as error:
-            # The text names the peer's mistake, never our internals, so it is
-            # always shown. ASP.NET allows a reconnect after a protocol error.
             report_client_error(log, f"protocol error on {self.connection_id}", str(error))
-            self._fail(
-                CloseMessage(
-                    error=f"{CLOSED_WITH_ERROR} InvalidDataException: {error}",
-                    allow_reconnect=True,
-                ),
-                error,
-            )
+            self.close(closing.protocol_error(error))
         finally:
             self._reading = False
 
@@ -369,52 +375,100 @@ class HubConnection(StatefulReconnect):
             try:
                 data = await self.transport.receive_some()
             except ConnectionClosed:
-                if self._replay is None or self._stop_requested or not await self._resume():
+                if not await self._resume():
                     return None
                 continue
             self._frames_received += 1
             return data
 
+    async def _resume(self) -> bool:
+        """Stateful reconnect: the transport is gone. Wait for the client to
+        come back on a new one, then resend what it has not acknowledged."""
+        resumption = self._resumption
+        if resumption is None or self.state is not OPEN:
+            return False
+        self._move_to(SUSPENDED)
+        transport = await resumption.wait_for_client()
+        if transport is None:
+            self.close(closing.did_not_come_back())
+            return False
+        self._use(transport)
+        self._protocol.discard_partial()
+        if not await resumption.replay_to(transport.send, self._sequence_frame):
+            log.info("connection %s cannot resume: messages were dropped", self.connection_id)
+            self.close(closing.resume_gap())
+            return False
+        if self.state is not SUSPENDED:
+            return False  # closed while it was resending
+        self._move_to(OPEN)  # caught up, with no await since the last look
+        return True
+
+    def _sequence_frame(self, sequence_id: int) -> Frame:
+        assert self.wire is not None
+        return self.wire.frame(self._protocol.send(SequenceMessage(sequence_id=sequence_id)))
+
+    # -- what the dispatcher tells the connection ------------------------------------------------
+
     def client_pinged(self) -> None:
         """HubConnectionContext: the client timeout starts with the first Ping."""
         self._liveness.client_pinged(trio.current_time())
+
+    def client_acknowledged(self, sequence_id: int) -> None:
+        if self._resumption is not None:
+            self._resumption.client_acknowledged(sequence_id)
+
+    def client_resends_from(self, sequence_id: int) -> None:
+        if self._resumption is not None:
+            self._resumption.client_resends_from(sequence_id)
+
+    @property
+    def resumable(self) -> bool:
+        """A stateful client may come back to this connection on a new WebSocket."""
+        return self._resumption is not None and self.state in (OPEN, SUSPENDED)
+
+    async def adopt(self, transport: Transport) -> None:
+        """The client came back on a new WebSocket: hand it over, and wait
+        while the connection uses it."""
+        if self._resumption is None or not self.resumable:
+            return transport.abort()
+        await self._resumption.adopt(transport, self.transport)
 
     # -- the heartbeat ---------------------------------------------------------------------------
 
     def tick(self, now: float) -> None:
         """Called by the server's heartbeat (``hubs.heartbeat``) about once a second."""
-        if self._ended:
+        if self.state not in (HANDSHAKING, OPEN):
             return
-        if self.transport.inherent_keep_alive:
+        activity = self.transport.activity(now)
+        if self.transport.info.polled:
             # Long polling: a client with no poll in flight for the disconnect
             # timeout is gone (ASP.NET reaps it the same way).
-            if self.transport.idle_seconds(now) >= self.settings.disconnect_timeout:
-                self._failure = self._failure or ConnectionClosed("the client stopped polling")
+            if activity.idle_seconds >= self.settings.disconnect_timeout:
+                self.close(closing.stopped_polling())
                 self.transport.abort()
             return
-        if self.wire is None or self._suspended:
+        if self.state is not OPEN:
             return
-        if self._replay is not None:
+        if self._resumption is not None:
             self._acknowledge()
-        verdict = self._liveness.check(now, self.transport.frames_accepted, self._frames_received)
-        match verdict:
+        match self._liveness.check(now, activity.frames_accepted, self._frames_received):
             case Verdict.PING:
                 with contextlib.suppress(trio.WouldBlock):  # a full outbox has data to read
                     self.send_nowait(PING_MESSAGE)
             case Verdict.CLIENT_TIMED_OUT:
-                seconds = f"{self.settings.client_timeout:g}"
-                self._fail(
-                    CloseMessage(
-                        error=f"{CLOSED_WITH_ERROR} The client sent nothing for {seconds} seconds.",
-                        allow_reconnect=True,
-                    ),
-                    ConnectionClosed(f"the client sent nothing for {seconds} seconds"),
-                )
+                self.close(closing.client_timed_out(self.settings.client_timeout))
             case Verdict.TOKEN_EXPIRED:
-                self._fail(
-                    CloseMessage(error=TOKEN_EXPIRED, allow_reconnect=True),
-                    ConnectionClosed("the access token expired"),
-                )
+                self.close(closing.token_expired())
+
+    def _acknowledge(self) -> None:
+        """An Ack for what the client sent since the last one (the JS client and
+        ASP.NET acknowledge at most once a second, too)."""
+        assert self._resumption is not None and self.wire is not None
+        sequence_id = self._resumption.replay.ack_due()
+        if sequence_id is not None:
+            ack = self.wire.frame(self._protocol.send(AckMessage(sequence_id=sequence_id)))
+            with contextlib.suppress(trio.WouldBlock):
+                self.transport.send_nowait(ack)
 
     # -- writing ---------------------------------------------------------------------------------
 
@@ -424,25 +478,25 @@ class HubConnection(StatefulReconnect):
         if self.wire is None:
             return
         frame = message.frame_for(self.wire)
-        if self._replay is not None and is_tracked(message.message):
-            self._replay.sent(frame)
-            if self._suspended:
+        if self._resumption is not None and is_tracked(message.message):
+            self._resumption.replay.sent(frame)
+            if self.state is SUSPENDED:
                 return  # resent when the client comes back
         self.transport.send_nowait(frame)
 
     async def send_message(self, message: HubMessage) -> None:
         """Send one message to this client, waiting for room in the outbox."""
-        if self.wire is None or self._ended:
+        if self.wire is None or self.state is CLOSED:
             return
         frame = self.wire.frame(self._protocol.send(message))
-        if self._replay is not None and is_tracked(message):
-            self._replay.sent(frame)
-            if self._suspended:
+        if self._resumption is not None and is_tracked(message):
+            self._resumption.replay.sent(frame)
+            if self.state is SUSPENDED:
                 return
         await self.transport.send(frame)
 
     async def invoke_client(self, target: str, arguments: tuple[Any, ...], timeout: float) -> Any:
-        if self._ended:
+        if self.state in (CLOSING, CLOSED):
             raise ClientResultError(f"Connection '{self.connection_id}' disconnected.")
         if not self._reading:
             raise ClientResultError(
@@ -455,49 +509,60 @@ class HubConnection(StatefulReconnect):
         )
         return await self._client_results.wait_for(invocation_id, timeout)
 
-    # -- closing ---------------------------------------------------------------------------------
+    def lag(self) -> Lag:
+        """How far behind this connection's client is (see ``Outbox.lag``)."""
+        return self.transport.activity(trio.current_time()).lag
 
-    def _set_close(self, message: CloseMessage) -> None:
-        if self._close_message is None:
-            self._close_message = message
+    # -- closing: the one path -------------------------------------------------------------------
 
-    def request_close(self, message: CloseMessage) -> None:
-        """Close politely: stop serving, then send ``message`` and close the transport."""
-        self._set_close(message)
-        self._stop_serving()
-
-    def _stop_serving(self) -> None:
-        self._stop_requested = True
+    def close(self, disconnect: Disconnect) -> None:
+        """End the connection for ``disconnect``'s reason. The first reason
+        wins; the Close and the transport's end follow in ``_finish``."""
+        if self.state in (CLOSING, CLOSED):
+            return
+        self.disconnect = disconnect
+        self._move_to(CLOSING)
         if self._serving is not None:
             self._serving.cancel()
 
-    def _fail(self, message: CloseMessage, error: Exception) -> None:
-        """Close because of ``error``, which ``on_disconnected`` will be given."""
-        if self._failure is None:
-            self._failure = error
-        self.request_close(message)
+    def request_close(self, message: CloseMessage) -> None:
+        """The hub (``Context.Abort()``) or the server (a revoked user) closes it."""
+        self.close(closing.closed_by_server(message))
 
-    def lag(self) -> Lag:
-        """How far behind this connection's client is (see ``Outbox.lag``)."""
-        return self.transport.outbox.lag(trio.current_time())
+    def crashed(self, error: Exception) -> None:
+        """Something unexpected failed while serving this connection: close it
+        with an error (ASP.NET: "Connection closed with an error.", no reconnect)."""
+        self.close(closing.failed(error, self._error_text(error)))
 
     def evict_slow_consumer(self) -> None:
         """A fan-out found the outbox full: Close if the socket takes it now,
-        then abort. Never waits (seen 000, "Backpressure": the slowest consumer
-        is dropped)."""
-        close = CloseMessage(error=SLOW_CONSUMER, allow_reconnect=True)
-        self._set_close(close)
-        if self._failure is None:
-            self._failure = ConnectionClosed(SLOW_CONSUMER)
-        last = self.wire.frame(self._protocol.send(close)) if self.wire else None
-        self.transport.abort(last)
-        self._stop_serving()
-
-    async def _close_transport(self) -> None:
-        if self.transport.closed:
+        then abort. Never waits (docs/limits.md, "Outbox and slow consumers")."""
+        if self.state in (CLOSING, CLOSED):
             return
-        last = None
-        if self._close_message is not None and self.wire is not None:
-            last = self.wire.frame(self._protocol.send(self._close_message))
-        with trio.CancelScope(shield=True):
-            await self.transport.aclose(last, timeout=self.settings.shutdown_timeout)
+        self.close(closing.slow_consumer())
+        self.transport.abort(self._close_frame())
+
+    def _error_text(self, error: Exception) -> str:
+        return error_text(CLOSED_WITH_ERROR, error, self.settings.detailed_errors)
+
+    def _close_frame(self) -> Frame | None:
+        """The Close message ``disconnect`` carries, framed for this client."""
+        if self.disconnect is None or self.disconnect.message is None or self.wire is None:
+            return None
+        return self.wire.frame(self._protocol.send(self.disconnect.message))
+
+    async def _finish(self) -> None:
+        """Say why (if the client can still hear it), close the transport, CLOSED;
+        then let go of what would otherwise keep this connection alive."""
+        if self.disconnect is None:
+            self.disconnect = closing.CLIENT_LEFT  # nobody closed it: the client left
+        last = self._close_frame()
+        self._move_to(CLOSED)
+        if self._resumption is not None:
+            self._resumption.abandon()
+        if not self.transport.closed:
+            with trio.CancelScope(shield=True):
+                await self.transport.aclose(last, timeout=self.settings.shutdown_timeout)
+
+    def _abort(self, _: Exception) -> None:
+        self.transport.abort()

@@ -14,7 +14,7 @@ connected/disconnected hook): keep per-connection state in
 
 Every address here is tenant-qualified by the caller's tenant: ``clients.all``
 is all of this hub's connections *in the caller's tenant*, ``clients.group(n)``
-the group ``n`` of that tenant, and so on (seed 000, "Groups").
+the group ``n`` of that tenant, and so on (docs/auth.md, "Who a connection belongs to").
 """
 
 from __future__ import annotations

@@ -161,21 +161,10 @@ class Invocations:
         if method is None:
             self._close_uploads(message.stream_ids)
             return await self._fail_resolution(message, streaming=False)
-        try:
-            arguments = self._bind(method, message)
-        except BindingError as error:
+        arguments = self._bind_or_explain(method, message)
+        if isinstance(arguments, str):
             self._close_uploads(message.stream_ids)
-            return await self._complete_error(
-                message.invocation_id,
-                error_text(
-                    f"Failed to invoke '{target}' due to an error on the server.",
-                    error,
-                    self._detailed,
-                ),
-            )
-        except HubError as error:
-            self._close_uploads(message.stream_ids)
-            return await self._complete_error(message.invocation_id, _unexpected(target, error))
+            return await self._complete_error(message.invocation_id, arguments)
         try:
             result = await method.function(self._create_hub(), *arguments)
         except Exception as error:
@@ -236,16 +225,9 @@ class Invocations:
 
     async def _produce(self, method: HubMethod, message: StreamInvocationMessage) -> str | None:
         """Run a streaming method, sending each item; the error text, if any."""
-        try:
-            arguments = self._bind(method, message)
-        except BindingError as error:
-            return error_text(
-                f"Failed to invoke '{message.target}' due to an error on the server.",
-                error,
-                self._detailed,
-            )
-        except HubError as error:
-            return _unexpected(message.target, error)
+        arguments = self._bind_or_explain(method, message)
+        if isinstance(arguments, str):
+            return arguments
         try:
             async with aclosing(method.function(self._create_hub(), *arguments)) as items:
                 async for item in items:
@@ -338,6 +320,22 @@ class Invocations:
         for index, stream_id in enumerate(message.stream_ids):
             item_type = item_types[index] if index < len(item_types) else Any
             self._uploads[stream_id] = UploadStream(item_type, self._stream_capacity)
+
+    def _bind_or_explain(
+        self, method: HubMethod, message: InvocationMessage | StreamInvocationMessage
+    ) -> list | str:
+        """The bound arguments, or the error text the client gets (ASP.NET's
+        wording: a binding failure, or a stream count that does not match)."""
+        try:
+            return self._bind(method, message)
+        except BindingError as error:
+            return error_text(
+                f"Failed to invoke '{message.target}' due to an error on the server.",
+                error,
+                self._detailed,
+            )
+        except HubError as error:
+            return _unexpected(message.target, error)
 
     def _bind(
         self, method: HubMethod, message: InvocationMessage | StreamInvocationMessage

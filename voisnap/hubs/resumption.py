@@ -1,65 +1,66 @@
 """Stateful reconnect, the connection's side: a client that lost its WebSocket
 comes back on a new one and nothing is lost (HubProtocol.md, "Stateful Reconnect").
 
-This is part of ``HubConnection`` (a mixin, sharing its state), kept apart
-because it is one idea with its own life:
+``Resumption`` is a collaborator of ``HubConnection`` that owns everything
+stateful reconnect needs and nothing else: the replay buffer (``hubs.replay``),
+and the hand-over of a new transport. The connection keeps its own state
+(``SUSPENDED`` while the client is away) and asks this object the questions:
 
-1. the reader finds its transport gone (``_receive``) and calls ``_resume``,
-   which marks the connection suspended: messages for the client now only go
-   into the replay buffer (``hubs.replay``);
+1. the reader finds its transport gone and calls ``wait_for_client``, which
+   waits up to ``disconnect_timeout`` for a new transport (None if none came);
 2. the client opens a new WebSocket with the same connection token; the server
    admits it and calls ``adopt``, which hands it to the waiting reader (or cuts
-   off the old transport, if the reader had not noticed it was dead yet);
-3. the server sends its Sequence and resends every unacknowledged message, in
-   order, including those recorded meanwhile; then it sends directly again.
-
-If the client does not come back within ``disconnect_timeout``, or messages it
-needs were dropped from the buffer, the connection ends as a normal disconnect.
+   off the old transport, if the reader had not noticed it was dead yet) and
+   waits while the connection uses it;
+3. ``replay`` sends the server's Sequence and every unacknowledged message, in
+   order, including those recorded meanwhile; False if messages the client
+   needs were dropped from the buffer (the connection then closes).
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import trio
 
-from ..errors import ConnectionClosed
-from ..protocol import AckMessage, CloseMessage, RemoteProtocolError, SequenceMessage
-from .replay import Gap
+from ..protocol import HubMessage, RemoteProtocolError
+from .replay import Gap, ReplayBuffer, is_tracked
 
 if TYPE_CHECKING:
     from ..transports.base import Transport
-    from .connection import HubConnection
-
-log = logging.getLogger(__name__)
-
-RESUME_GAP = "Server closed the connection: messages it sent while the client was away are lost."
+    from ..transports.frames import Frame
 
 
-class StatefulReconnect:
-    __slots__ = ()
+class Resumption:
+    # one per stateful connection: slots keep connections small
+    __slots__ = ("_adopted", "_arrival", "_coming", "_timeout", "replay")
 
-    def client_acknowledged(self: HubConnection, sequence_id: int) -> None:
-        if self._replay is not None:
-            self._replay.client_acknowledged(sequence_id)
+    def __init__(self, buffer_size: int, timeout: float) -> None:
+        self.replay = ReplayBuffer(buffer_size)
+        self._timeout = timeout
+        self._coming: tuple[Transport, trio.Event] | None = None  # the new transport
+        self._arrival: trio.Event | None = None  # set when a new transport arrives
+        self._adopted: trio.Event | None = None  # set once the current transport is let go
 
-    def client_resends_from(self: HubConnection, sequence_id: int) -> None:
-        if self._replay is not None and not self._replay.client_resends_from(sequence_id):
+    # -- what the client sends ------------------------------------------------------------------
+
+    def is_copy(self, message: HubMessage) -> bool:
+        """A tracked message a resuming client sent again (to be dropped)."""
+        return is_tracked(message) and not self.replay.accept()
+
+    def client_acknowledged(self, sequence_id: int) -> None:
+        self.replay.client_acknowledged(sequence_id)
+
+    def client_resends_from(self, sequence_id: int) -> None:
+        if not self.replay.client_resends_from(sequence_id):
             raise RemoteProtocolError("Sequence ID greater than amount of messages we've received.")
 
-    @property
-    def resumable(self: HubConnection) -> bool:
-        """A stateful client may come back to this connection on a new WebSocket."""
-        return self._replay is not None and not self._ended and not self._stop_requested
+    # -- the client comes back ------------------------------------------------------------------
 
-    async def adopt(self: HubConnection, transport: Transport) -> None:
-        """The client came back on a new WebSocket (same connection token, no
-        handshake): hand it to the reader, which may not even have noticed the
-        old one is gone yet, and wait while the connection uses it."""
-        if not self.resumable:
-            return transport.abort()
+    async def adopt(self, transport: Transport, current: Transport) -> None:
+        """The client came back on ``transport`` (same connection token, no
+        handshake); wait while the connection uses it."""
         if self._coming is not None:
             self._coming[0].abort()  # an even newer one wins
         used = trio.Event()
@@ -67,64 +68,52 @@ class StatefulReconnect:
         if self._arrival is not None:
             self._arrival.set()
         else:
-            self.transport.abort()  # the reader then finds the new transport waiting
+            current.abort()  # the reader then finds the new transport waiting
         await used.wait()
 
-    async def _resume(self: HubConnection) -> bool:
-        """The WebSocket is gone: wait up to ``disconnect_timeout`` for the
-        client to come back, then resend what it has not acknowledged. False
-        if it did not come back, or cannot be made whole."""
-        assert self._replay is not None and self.wire is not None
-        self._suspended = True
-        self._let_go()
+    async def wait_for_client(self) -> Transport | None:
+        """The transport is gone: the new one, once the client comes back
+        within the timeout; None if it does not."""
+        self.let_go()
         if self._coming is None:
             self._arrival = trio.Event()
-            with trio.move_on_after(self.settings.disconnect_timeout):
+            with trio.move_on_after(self._timeout):
                 await self._arrival.wait()
             self._arrival = None
         if self._coming is None:
-            self._failure = self._failure or ConnectionClosed("the client did not come back")
-            return False
+            return None
         transport, self._adopted = self._coming
         self._coming = None
-        self._use(transport)
-        self._protocol.discard_partial()
-        return await self._replay_to_client()
+        return transport
 
-    async def _replay_to_client(self: HubConnection) -> bool:
+    async def replay_to(
+        self, send: Callable[[Frame], Awaitable[None]], sequence: Callable[[int], Frame]
+    ) -> bool:
         """Our Sequence, then every unacknowledged message in order, including
-        those recorded while we resend; then back to sending directly."""
-        assert self._replay is not None and self.wire is not None
-        first = self._replay.first_unacknowledged()
-        if not isinstance(first, Gap):
-            sequence = SequenceMessage(sequence_id=first)
-            await self.transport.send(self.wire.frame(self._protocol.send(sequence)))
-            resend = self._replay.frames_from(first)
-            while resend and not isinstance(resend, Gap):
-                for number, frame in resend:
-                    await self.transport.send(frame)
-                    first = number + 1
-                resend = self._replay.frames_from(first)
-            if not isinstance(resend, Gap):
-                self._suspended = False  # caught up, with no await since the last look
-                return True
-        log.info("connection %s cannot resume: messages were dropped", self.connection_id)
-        close = CloseMessage(error=RESUME_GAP, allow_reconnect=True)
-        self._fail(close, ConnectionClosed(RESUME_GAP))
-        return False
+        those recorded while we resend; False if some were dropped."""
+        first = self.replay.first_unacknowledged()
+        if isinstance(first, Gap):
+            return False
+        await send(sequence(first))
+        resend = self.replay.frames_from(first)
+        while resend and not isinstance(resend, Gap):
+            for number, frame in resend:
+                await send(frame)
+                first = number + 1
+            resend = self.replay.frames_from(first)
+        return not isinstance(resend, Gap)
 
-    def _acknowledge(self: HubConnection) -> None:
-        """An Ack for what the client sent since the last one (the JS client and
-        ASP.NET acknowledge at most once a second, too)."""
-        assert self._replay is not None and self.wire is not None
-        sequence_id = self._replay.ack_due()
-        if sequence_id is not None:
-            ack = self.wire.frame(self._protocol.send(AckMessage(sequence_id=sequence_id)))
-            with contextlib.suppress(trio.WouldBlock):
-                self.transport.send_nowait(ack)
-
-    def _let_go(self: HubConnection) -> None:
+    def let_go(self) -> None:
         """Release the request that brought the current transport, if adopted."""
         if self._adopted is not None:
             self._adopted.set()
             self._adopted = None
+
+    def abandon(self) -> None:
+        """The connection is over: a transport still on its way is turned away."""
+        if self._coming is not None:
+            transport, used = self._coming
+            self._coming = None
+            transport.abort()
+            used.set()
+        self.let_go()

@@ -1,8 +1,8 @@
 """The group router: who receives a message sent to a group, a user, a tenant.
 
-Seed 000, "Groups": "all group names are tenant-qualified ... A shared Gateway
-hosting multiple tenants can never deliver one tenant's events to another
-tenant's connections." So every key the router knows embeds a tenant, and is
+docs/auth.md, "Who a connection belongs to": group names are tenant-qualified,
+and a server hosting many tenants never delivers one tenant's messages to
+another tenant's connections. So every key the router knows embeds a tenant, and is
 built by one function per kind (``group_key``, ``user_key``, ``tenant_key``),
 never by string formatting at a call site. "All" is the tenant's key: a hub's
 ``clients.all`` reaches every connection of that hub in the sender's tenant.
@@ -29,7 +29,6 @@ import trio
 from ..errors import HubError
 from ..failures import error_boundary, report_client_error, report_unexpected
 from ..protocol import CloseMessage, EncodeError, HubMessage
-from .outbox import Lag
 from .serialized import SerializedMessage
 
 log = logging.getLogger(__name__)
@@ -51,6 +50,16 @@ def tenant_key(tenant_id: str) -> GroupKey:
 
 def key_tenant(key: GroupKey) -> str:
     return key[1]
+
+
+class Lag(Protocol):
+    """How far behind a connection is (its transport's outbox knows)."""
+
+    @property
+    def behind_seconds(self) -> float: ...
+
+    @property
+    def full_seconds(self) -> float: ...
 
 
 class Recipient(Protocol):
@@ -146,7 +155,7 @@ class LocalRouter:
     # -- membership ------------------------------------------------------------------------------
 
     def add_connection(self, connection: Recipient) -> None:
-        """Register a connection, with its tenant and user keys (seed 000: "Clients
+        """Register a connection, with its tenant and user keys (docs/auth.md: "Clients
         are auto-joined to their user group on connect")."""
         self._connections[connection.connection_id] = connection
         self._keys_of[connection.connection_id] = set()

@@ -11,8 +11,19 @@ lookup and a ``send()``.
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from ..protocol import EncodeError, HubMessage, HubProtocol
-from ..transports.frames import Frame, Wire
+
+
+class Wire(Protocol):
+    """A hub protocol and how one transport frames its records (the
+    transports' ``frames.Wire``). The router needs no more of it: what a frame
+    is, is the transport's business."""
+
+    protocol: HubProtocol
+
+    def frame(self, record: bytes) -> Any: ...
 
 
 class SerializedMessage:
@@ -24,7 +35,7 @@ class SerializedMessage:
     def __init__(self, message: HubMessage) -> None:
         self.message = message
         self._records: dict[HubProtocol, bytes | EncodeError] = {}
-        self._frames: dict[Wire, Frame] = {}
+        self._frames: dict[Wire, Any] = {}
 
     def record_for(self, protocol: HubProtocol) -> bytes:
         record = self._records.get(protocol)
@@ -38,7 +49,8 @@ class SerializedMessage:
             raise EncodeError(str(record))
         return record
 
-    def frame_for(self, wire: Wire) -> Frame:
+    def frame_for(self, wire: Wire) -> Any:
+        """The frame of this message for ``wire``, built once per wire."""
         frame = self._frames.get(wire)
         if frame is None:
             frame = self._frames[wire] = wire.frame(self.record_for(wire.protocol))

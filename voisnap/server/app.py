@@ -24,7 +24,16 @@ from ..asgi import Receive, Scope, Send
 from ..failures import error_boundary
 from ..transports.asgi_websocket import AsgiWebSocket
 from ..transports.base import TransportType
-from .http import HttpError, cors_headers, framing_problem, header_map, json_body, parse_query
+from .http import (
+    TEXT,
+    HttpError,
+    cors_headers,
+    framing_problem,
+    header_map,
+    json_body,
+    parse_query,
+    respond,
+)
 from .http_transports import HttpTransports
 from .hub_server import HubServer
 from .hypercorn_bridge import socket_of
@@ -33,7 +42,6 @@ from .routes import RestRequest, match
 
 log = logging.getLogger(__name__)
 
-TEXT = "text/plain; charset=utf-8"
 PREFLIGHT_HEADERS = "authorization, content-type, x-requested-with, x-signalr-user-agent"
 
 
@@ -74,7 +82,7 @@ class VoisnapApp:
         )
         if problem is not None:  # every request, not only a connection's first
             error = HttpError(400, problem, close=True)
-            return await _respond(send, 400, TEXT, error.text.encode(), [*error.headers, *cors])
+            return await respond(send, 400, error.text.encode(), [*error.headers, *cors])
         if scope["method"] != "OPTIONS" and self.hubs.endpoint_for(scope["path"]) is not None:
             # Server-Sent Events and long polling stream their responses.
             return await self.transports.handle(scope, receive, send)
@@ -88,7 +96,7 @@ class VoisnapApp:
                 error.text.encode(),
                 error.headers,
             )
-        await _respond(send, status, content_type, body, [*extra, *cors])
+        await respond(send, status, body, [*extra, *cors], content_type=content_type)
 
     async def _route(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, bytes, list]:
         method, path = scope["method"], scope["path"]
@@ -182,16 +190,7 @@ class TrackedSend:
         if self._failed and not self.started:
             body = b"Internal server error."
             with contextlib.suppress(Exception):  # the client may be gone
-                await _respond(self, 500, TEXT, body, [("connection", "close")])
-
-
-async def _respond(
-    send: Send, status: int, content_type: str, body: bytes, headers: list[tuple[str, str]]
-) -> None:
-    raw = [(b"content-type", content_type.encode()), (b"content-length", str(len(body)).encode())]
-    raw += [(name.encode(), value.encode()) for name, value in headers]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+                await respond(self, 500, body, [("connection", "close")])
 
 
 async def _deny(scope: Scope, send: Send, error: HttpError) -> None:
@@ -200,9 +199,4 @@ async def _deny(scope: Scope, send: Send, error: HttpError) -> None:
     if "websocket.http.response" not in scope.get("extensions", {}):
         await send({"type": "websocket.close", "code": 1008})
         return
-    headers: list[Any] = [(b"content-type", b"text/plain; charset=utf-8")]
-    headers += [(n.encode(), v.encode()) for n, v in error.headers]
-    await send(
-        {"type": "websocket.http.response.start", "status": error.status, "headers": headers}
-    )
-    await send({"type": "websocket.http.response.body", "body": error.text.encode()})
+    await respond(send, error.status, error.text.encode(), error.headers, websocket=True)

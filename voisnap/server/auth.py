@@ -1,8 +1,7 @@
 """Access tokens: JWT (HS256 by default) carrying user, tenant and roles.
 
-Seed 000, "Authentication": "Same JWT bearer as REST. Pass via query string
-(SignalR's WebSocket limitation)". So a token is read from the
-``Authorization: Bearer`` header or from the ``access_token`` query parameter
+docs/auth.md, "Where the token goes": the same JWT bearer as REST, in the
+``Authorization: Bearer`` header or in the ``access_token`` query parameter
 (browsers cannot set headers on WebSocket or EventSource requests).
 
 Claims: ``sub`` is the user id, ``tid`` the tenant id, ``roles`` a list of

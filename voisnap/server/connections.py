@@ -19,14 +19,17 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 import attrs
 import trio
 
 from ..principal import Principal
-from ..transports.base import TransportType
+from ..transports.base import PostingTransport, Transport, TransportType
 from .http import HttpError
+
+if TYPE_CHECKING:
+    from ..hubs.connection import HubConnection
 
 NO_CONNECTION = "No Connection with that ID"
 
@@ -42,13 +45,31 @@ class NegotiatedConnection:
     """The client asked for stateful reconnect, and the server allows it."""
     transport_type: TransportType | None = None
     """Set by the first transport request."""
-    transport: Any = None
+    transport: Transport | None = None
     """The transport that holds the token (for requests that come back to it)."""
-    connection: Any = None
+    connection: HubConnection | None = None
     """The HubConnection, once it runs."""
     early: bytearray = attrs.Factory(bytearray)
     """Bytes POSTed before the transport started (signalrcore sends its
     handshake before its first poll); the transport receives them first."""
+
+    def use(self, transport: Transport, connection: HubConnection | None = None) -> None:
+        """The one place a negotiated connection gets its transport (and its
+        HubConnection, when it starts). Bytes POSTed early go to it first."""
+        self.transport = transport
+        if connection is not None:
+            self.connection = connection
+        posting = self.posting_transport()
+        if posting is not None and self.early:
+            posting.posts.feed_nowait(bytes(self.early))
+        self.early.clear()
+
+    def posting_transport(self) -> PostingTransport | None:
+        """The transport, if the client sends by POST (Server-Sent Events, long polling)."""
+        transport = self.transport
+        if transport is None or transport.info.kind is TransportType.WEB_SOCKETS:
+            return None
+        return cast(PostingTransport, transport)
 
 
 def new_secret_id() -> str:
@@ -90,11 +111,7 @@ class ConnectionRegistry:
         first = negotiated is None
         if first:
             negotiated = self._pending.get(token)
-        if negotiated is None or negotiated.hub_path != hub_path:
-            raise HttpError(404, NO_CONNECTION)
-        owner = negotiated.principal
-        if (owner.user_id, owner.tenant_id) != (principal.user_id, principal.tenant_id):
-            raise HttpError(403, "The connection token belongs to another user.")
+        negotiated = _checked(negotiated, hub_path, principal)
         if first:
             del self._pending[token]
             self._active[token] = negotiated
@@ -106,13 +123,7 @@ class ConnectionRegistry:
     def find(self, token: str, hub_path: str, principal: Principal) -> NegotiatedConnection:
         """A negotiated connection, started or not (for sends and closes)."""
         self.forget_expired()
-        negotiated = self._active.get(token) or self._pending.get(token)
-        if negotiated is None or negotiated.hub_path != hub_path:
-            raise HttpError(404, NO_CONNECTION)
-        owner = negotiated.principal
-        if (owner.user_id, owner.tenant_id) != (principal.user_id, principal.tenant_id):
-            raise HttpError(403, "The connection token belongs to another user.")
-        return negotiated
+        return _checked(self._active.get(token) or self._pending.get(token), hub_path, principal)
 
     def release(self, token: str) -> None:
         self._active.pop(token, None)
@@ -135,3 +146,16 @@ class ConnectionRegistry:
     @property
     def active(self) -> int:
         return len(self._active)
+
+
+def _checked(
+    negotiated: NegotiatedConnection | None, hub_path: str, principal: Principal
+) -> NegotiatedConnection:
+    """``negotiated`` if it exists, for this hub, and belongs to ``principal``:
+    404 and 403 otherwise, as ASP.NET Core answers."""
+    if negotiated is None or negotiated.hub_path != hub_path:
+        raise HttpError(404, NO_CONNECTION)
+    owner = negotiated.principal
+    if (owner.user_id, owner.tenant_id) != (principal.user_id, principal.tenant_id):
+        raise HttpError(403, "The connection token belongs to another user.")
+    return negotiated

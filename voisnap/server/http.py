@@ -1,12 +1,20 @@
-"""Small HTTP helpers shared by the ASGI app and the front door."""
+"""Small HTTP helpers shared by the ASGI app and the front door, and the one
+way voisnap writes a whole response: ``respond`` through ASGI, ``plain_response``
+as bytes on a socket the front door refuses before hypercorn sees it."""
 
 from __future__ import annotations
 
+import http
 import json
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
+
+from ..asgi import Send
+
+TEXT = "text/plain; charset=utf-8"
+Headers = Iterable[tuple[str, str]]
 
 
 class HttpError(Exception):
@@ -54,6 +62,39 @@ def declared_length(headers: Mapping[str, str]) -> int | None:
     """The Content-Length a request declares, if it declares a valid one."""
     value = headers.get("content-length", "").strip()
     return int(value) if value.isdigit() and len(value) <= 20 else None
+
+
+async def respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: Headers = (),
+    *,
+    content_type: str | None = TEXT,
+    websocket: bool = False,
+) -> None:
+    """A whole response through ASGI. ``websocket``: the denial of a WebSocket
+    (the ASGI "websocket.http.response" extension)."""
+    raw = [(b"content-length", str(len(body)).encode())]
+    if content_type is not None:
+        raw.append((b"content-type", content_type.encode()))
+    raw += [(name.encode(), value.encode()) for name, value in headers]
+    kind = "websocket.http.response" if websocket else "http.response"
+    await send({"type": f"{kind}.start", "status": status, "headers": raw})
+    await send({"type": f"{kind}.body", "body": body})
+
+
+def plain_response(status: int, text: str, headers: Headers = ()) -> bytes:
+    """A whole HTTP/1.1 response that ends the connection, as bytes."""
+    body = text.encode()
+    lines = [
+        f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}",
+        f"content-type: {TEXT}",
+        f"content-length: {len(body)}",
+        "connection: close",
+        *(f"{name}: {value}" for name, value in headers if name.lower() != "connection"),
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def parse_query(query_string: bytes | str) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """The HTTP side of the hub transports: Server-Sent Events and long polling.
 
-TransportProtocols.md; the statuses are the ones the official clients expect
-(the wire reference, section 2):
+TransportProtocols.md, "Server-Sent Events" and "Long Polling"; the statuses
+are the ones the official clients expect (docs/protocol/transports.md):
 
 - ``GET {hub}?id=`` with ``Accept: text/event-stream``: the event stream;
 - ``GET {hub}?id=`` otherwise: a long poll. The first one starts the connection
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from typing import cast
 
 import trio
 
@@ -27,7 +28,7 @@ from ..transports.base import TransportType
 from ..transports.long_polling import LongPolling
 from ..transports.sse import ServerSentEvents
 from .connections import NegotiatedConnection
-from .http import HttpError, cors_headers, header_map, parse_query
+from .http import TEXT, Headers, HttpError, cors_headers, header_map, parse_query, respond
 from .hub_server import HubServer
 from .hypercorn_bridge import socket_of
 from .request_body import HUB_POST_LIMIT, body_chunks
@@ -35,11 +36,11 @@ from .request_body import HUB_POST_LIMIT, body_chunks
 log = logging.getLogger(__name__)
 
 NO_CACHE = [
-    (b"cache-control", b"no-cache, no-store"),
-    (b"pragma", b"no-cache"),
-    (b"expires", b"Thu, 01 Jan 1970 00:00:00 GMT"),
+    ("cache-control", "no-cache, no-store"),
+    ("pragma", "no-cache"),
+    ("expires", "Thu, 01 Jan 1970 00:00:00 GMT"),
 ]
-OCTET_STREAM = (b"content-type", b"application/octet-stream")
+OCTET_STREAM = "application/octet-stream"
 
 
 class HttpTransports:
@@ -50,8 +51,7 @@ class HttpTransports:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request to a hub path that is not a WebSocket upgrade."""
         headers = header_map(scope["headers"])
-        allowed = cors_headers(headers.get("origin"), self.settings.cors_origins)
-        cors = [(name.encode(), value.encode()) for name, value in allowed]
+        cors = cors_headers(headers.get("origin"), self.settings.cors_origins)
         query = parse_query(scope["query_string"])
         timeout = self.settings.request_body_timeout
         request = Request(scope, headers, query, receive, send, cors, timeout)
@@ -68,8 +68,9 @@ class HttpTransports:
                 case _:
                     raise HttpError(405, "Method Not Allowed")
         except HttpError as error:
-            extra = [(name.encode(), value.encode()) for name, value in error.headers]
-            await request.respond(error.status, error.text.encode(), headers=extra, text=True)
+            await request.respond(
+                error.status, error.text.encode(), headers=error.headers, content_type=TEXT
+            )
 
     # -- Server-Sent Events -------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ class HttpTransports:
             capacity=self.settings.outbox_capacity,
             max_bytes=self.settings.outbox_max_bytes,
             sock=socket_of(request.scope),
-            extra_headers=request.cors,
+            extra_headers=[(name.encode(), value.encode()) for name, value in request.cors],
         )
         self.hubs.bind(admission, transport)
         await transport.open()
@@ -105,9 +106,8 @@ class HttpTransports:
             )
             self.hubs.bind(admission, transport)
             self.hubs.serve_in_background(admission, transport)
-            return await request.respond(200, b"", headers=[OCTET_STREAM, *NO_CACHE])
-        assert admission.negotiated is not None
-        transport = admission.negotiated.transport
+            return await request.respond_records(b"")
+        transport = _long_polling(admission.negotiated)
         if transport is None or transport.closed:
             return await request.respond(204, b"")
         async with trio.open_nursery() as nursery:
@@ -115,7 +115,7 @@ class HttpTransports:
             # then counts as idle, and the heartbeat reaps it in time.
             nursery.start_soon(_cancel_on_disconnect, request, nursery.cancel_scope)
             ended = await transport.poll(
-                lambda body: request.respond(200, body, headers=[OCTET_STREAM, *NO_CACHE]),
+                request.respond_records,
                 socket_of(request.scope),
             )
             if ended is not None:
@@ -124,9 +124,10 @@ class HttpTransports:
 
     async def _delete(self, request: Request) -> None:
         negotiated = self.hubs.find(request.path, request.headers, request.query)
-        if negotiated.transport_type is not TransportType.LONG_POLLING:
+        transport = _long_polling(negotiated)
+        if transport is None:
             raise HttpError(400, "DELETE is only for long polling connections.")
-        negotiated.transport.delete()
+        transport.delete()
         await request.respond(202, b"")
 
     # -- sends, for both ----------------------------------------------------------------------
@@ -135,7 +136,7 @@ class HttpTransports:
         negotiated = self.hubs.find(request.path, request.headers, request.query)
         if negotiated.transport_type is TransportType.WEB_SOCKETS:
             raise HttpError(405, "POST requests are not allowed for WebSocket connections.")
-        transport = negotiated.transport
+        transport = negotiated.posting_transport()
         if transport is None:
             return await self._post_early(request, negotiated)
         try:
@@ -154,6 +155,14 @@ class HttpTransports:
         await request.respond(200, b"")
 
 
+def _long_polling(negotiated: NegotiatedConnection | None) -> LongPolling | None:
+    """The connection's long-polling transport, if that is what it uses (a
+    connection claimed by a poll is only ever given a ``LongPolling``)."""
+    if negotiated is None or negotiated.transport_type is not TransportType.LONG_POLLING:
+        return None
+    return cast(LongPolling, negotiated.transport)
+
+
 async def _cancel_on_disconnect(request: Request, scope: trio.CancelScope) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
@@ -170,7 +179,7 @@ class Request:
         query: dict[str, str],
         receive: Receive,
         send: Send,
-        cors: list[tuple[bytes, bytes]],
+        cors: list[tuple[str, str]],
         body_timeout: float,
     ) -> None:
         self.scope = scope
@@ -188,15 +197,10 @@ class Request:
         return body_chunks(self.receive, self.headers, HUB_POST_LIMIT, self.body_timeout)
 
     async def respond(
-        self,
-        status: int,
-        body: bytes,
-        *,
-        headers: list[tuple[bytes, bytes]] = (),  # type: ignore[assignment]
-        text: bool = False,
+        self, status: int, body: bytes, *, headers: Headers = (), content_type: str | None = None
     ) -> None:
-        raw = [*headers, *self.cors, (b"content-length", str(len(body)).encode())]
-        if text:
-            raw.append((b"content-type", b"text/plain; charset=utf-8"))
-        await self.send({"type": "http.response.start", "status": status, "headers": raw})
-        await self.send({"type": "http.response.body", "body": body})
+        await respond(self.send, status, body, [*headers, *self.cors], content_type=content_type)
+
+    async def respond_records(self, body: bytes) -> None:
+        """A poll's 200: the records (raw, also for binary protocols), never cached."""
+        await self.respond(200, body, headers=NO_CACHE, content_type=OCTET_STREAM)

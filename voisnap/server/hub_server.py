@@ -29,12 +29,18 @@ import trio
 from ..config import Settings
 from ..errors import AuthenticationError
 from ..failures import error_boundary
-from ..hubs.connection import SHUTTING_DOWN, HubConnection, new_connection_id
+from ..hubs.closing import shutting_down
+from ..hubs.connection import HubConnection, new_connection_id
 from ..hubs.endpoint import HubEndpoint
 from ..hubs.heartbeat import run_heartbeat
 from ..principal import Principal
-from ..protocol import CloseMessage
-from ..transports.base import ALL_TRANSPORTS, Transport, TransportType, parse_hub_transports
+from ..transports.base import (
+    ALL_TRANSPORTS,
+    PostingTransport,
+    Transport,
+    TransportType,
+    parse_hub_transports,
+)
 from .auth import TokenAuthority, token_from
 from .connections import ConnectionRegistry, NegotiatedConnection
 from .http import HttpError
@@ -199,17 +205,13 @@ class HubServer:
         """Where connections that outlive their first request (long polling) run."""
         self._background = nursery
 
-    def bind(self, admission: Admission, transport: Transport) -> None:
-        """Make ``transport`` the one requests for this connection find (POSTs,
-        polls), with any bytes POSTed before it existed. Call it before telling
-        the client the transport is open, or its first POST could miss it."""
-        negotiated = admission.negotiated
-        if negotiated is None:
-            return
-        negotiated.transport = transport
-        if negotiated.early:
-            transport.posts.feed_nowait(bytes(negotiated.early))
-            negotiated.early.clear()
+    def bind(self, admission: Admission, transport: PostingTransport) -> None:
+        """Make a posting transport (Server-Sent Events, long polling) the one
+        this connection's POSTs and polls find, with any bytes POSTed before it
+        existed. Call it before telling the client the transport is open, or its
+        first POST could miss it."""
+        assert admission.negotiated is not None, "posting transports always negotiate"
+        admission.negotiated.use(transport)
 
     def serve_in_background(self, admission: Admission, transport: Transport) -> None:
         assert self._background is not None, "attach() a nursery first"
@@ -225,7 +227,8 @@ class HubServer:
         negotiated = admission.negotiated
         if negotiated is not None and not admission.first:
             # A stateful client coming back on a new WebSocket.
-            negotiated.transport = transport
+            assert negotiated.connection is not None
+            negotiated.use(transport)
             return await negotiated.connection.adopt(transport)
         connection = HubConnection(
             endpoint=admission.endpoint,
@@ -234,9 +237,8 @@ class HubServer:
             connection_id=admission.connection_id,
             stateful=negotiated is not None and negotiated.stateful,
         )
-        if admission.negotiated is not None:
-            admission.negotiated.transport = transport
-            admission.negotiated.connection = connection
+        if negotiated is not None:
+            negotiated.use(transport, connection)
         if not self.connections:
             self._idle = trio.Event()
         self.connections.add(connection)
@@ -253,12 +255,15 @@ class HubServer:
         """Keep-alive, client timeouts and token expiry for every connection."""
         await run_heartbeat(lambda: self.connections, self.settings, self.registry.forget_expired)
 
+    async def wait_idle(self) -> None:
+        """Until no connection is open."""
+        await self._idle.wait()
+
     async def close_all(self) -> None:
         """Graceful shutdown: every client gets a Close that invites it to
         reconnect (to this server once it is back, or to another)."""
-        close = CloseMessage(error=SHUTTING_DOWN, allow_reconnect=True)
         for connection in list(self.connections):
-            connection.request_close(close)
+            connection.close(shutting_down())
         with trio.move_on_after(self.settings.shutdown_timeout):
             await self._idle.wait()
 

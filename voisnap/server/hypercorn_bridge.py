@@ -119,6 +119,8 @@ class HypercornBridge:
         self._context = WorkerContext(None)
         self._state: dict[str, Any] = {}
         self._lifespan = Lifespan(self._app, self.config, self._state)
+        # What every connection shares, which ``dismantle`` must never empty.
+        self._shared = {id(o) for o in hypercorn_objects([self._app, self.config, self._context])}
 
     def ssl_context(self) -> Any:
         return self.config.create_ssl_context()
@@ -137,12 +139,49 @@ class HypercornBridge:
         the socket down itself.
         """
         state = ConnectionState({**self._state, SOCKET_STATE_KEY: SocketHandle(sock)})
-        await TCPServer(self._app, self.config, self._context, state, stream).run()
+        server = TCPServer(self._app, self.config, self._context, state, stream)
+        try:
+            await server.run()
+        finally:
+            dismantle(server, keep=self._shared)
 
     async def stop(self) -> None:
         """Tell keep-alive connections to close, then run the lifespan shutdown."""
         await self._context.terminated.set()
         await self._lifespan.wait_for_shutdown()
+
+
+def hypercorn_objects(roots: list[object], keep: set[int] | None = None) -> list[object]:
+    """The hypercorn objects reachable from ``roots`` through their attributes,
+    without entering those whose ids are in ``keep``."""
+    found: dict[int, object] = {}
+    waiting = list(roots)
+    while waiting:
+        thing = waiting.pop()
+        if id(thing) in found or (keep is not None and id(thing) in keep):
+            continue
+        if not type(thing).__module__.startswith("hypercorn") or not hasattr(thing, "__dict__"):
+            continue
+        found[id(thing)] = thing
+        waiting.extend(vars(thing).values())
+    return list(found.values())
+
+
+def dismantle(root: object, keep: set[int]) -> None:
+    """Empty the hypercorn objects of a finished connection.
+
+    hypercorn's per-connection objects point at each other (the TCP server at
+    its protocol, the protocol back at the server's ``protocol_send``, a stream
+    at its protocol's callbacks...), so when a connection ends they, and our
+    stream and socket handle with them, wait for the cyclic garbage collector,
+    whose full collections pause every connection at once. Once ``run()`` has
+    returned nothing of that connection runs any more, so emptying its objects
+    is safe; those in ``keep`` (the app, the config, the worker context, shared
+    by every connection) are neither emptied nor walked through. With the
+    cycles broken, reference counting frees everything at once.
+    """
+    for thing in hypercorn_objects([root], keep):
+        vars(thing).clear()
 
 
 class PrefixedStream(trio.abc.HalfCloseableStream):

@@ -1,6 +1,6 @@
 """REST routes beside the hubs: a method, a path template, an async handler.
 
-The product's apps add theirs (``HubServer.add_route``); the ASGI app matches
+The product's apps add theirs (``HubServer.add_routes``); the ASGI app matches
 them, authenticates the request with the same JWT as the hubs, and answers
 with the handler's JSON. Path parameters are written ``{name}`` and match one
 path segment.

@@ -13,6 +13,7 @@ and cancels whatever is left after ``shutdown_timeout``.
 
 from __future__ import annotations
 
+import gc
 import logging
 import resource
 import signal
@@ -21,7 +22,6 @@ from collections.abc import Callable
 
 import trio
 
-from ..config import Settings
 from .app import VoisnapApp
 from .front_door import FrontDoor
 from .hub_server import HubServer
@@ -54,9 +54,10 @@ def url_of(listener: socket.socket, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
-async def serve(
-    settings: Settings, hubs: HubServer, *, ready: Callable[[str], None] = print
-) -> None:
+async def serve(hubs: HubServer, *, ready: Callable[[str], None] = print) -> None:
+    """Run ``hubs`` (from ``create_server`` or ``create_product``) until SIGINT
+    or SIGTERM; ``ready`` is told the URL once it listens."""
+    settings = hubs.settings
     raise_open_file_limit()
     listener = open_listener(settings.host, settings.port)
     bridge = HypercornBridge(VoisnapApp(hubs), settings)
@@ -66,6 +67,10 @@ async def serve(
             for service in hubs.services:  # the store opens, the task runtime recovers...
                 await lifespan.start(service)
             await bridge.start(lifespan)
+            # What exists now lives as long as the server: keep it out of every
+            # future collection, so that full collections stay short.
+            gc.collect()
+            gc.freeze()
             async with trio.open_nursery() as connections:
                 hubs.attach(connections)
                 async with trio.open_nursery() as main:

@@ -1,9 +1,10 @@
 """What the product stores: sessions, messages, tasks (and the built-in agent's notes).
 
-Seed 000, "Reconnection": "Missed events are not replayed — use REST to catch
-up". So everything a client may need after a reconnect is stored before it is
-announced: a user's message before ``TaskQueued``, the agent's final message
-before ``ReceiveMessage`` and ``TaskCompleted``.
+docs/hubs/chat.md, "Tasks", and docs/rest.md: missed events are not replayed;
+clients use REST to catch up. So everything a client may need after a
+reconnect is stored before it is announced: a user's message before
+``TaskQueued``, the agent's final message before ``ReceiveMessage`` and
+``TaskCompleted``.
 
 ``Store`` is the interface; ``SqliteStore`` (``storage.sqlite``) is the embedded
 default, and a shared store (Redis, a later issue) will implement the same

@@ -19,33 +19,24 @@ import trio
 from ..asgi import Receive, Send
 from ..errors import ConnectionClosed
 from ..protocol import TransferFormat
-from ..routing.outbox import Outbox
-from .base import QueuedTransport
-from .frames import OPCODE_BINARY, OPCODE_TEXT, Frame, Framer, data_runs
+from .base import QueuedTransport, TransportInfo, TransportType
+from .frames import OPCODE_BINARY, OPCODE_TEXT, Frame, RecordFramer, data_runs
+from .outbox import Outbox
 
-
-class PlainFramer:
-    """A record as one ASGI WebSocket message: no framing of our own."""
-
-    def __init__(self, opcode: int) -> None:
-        self.opcode = opcode
-
-    def frame(self, record: bytes) -> Frame:
-        return Frame(record, payload_start=0, opcode=self.opcode)
-
-
-TEXT_MESSAGES = PlainFramer(OPCODE_TEXT)
-BINARY_MESSAGES = PlainFramer(OPCODE_BINARY)
+# A record as one ASGI WebSocket message: hypercorn frames it.
+TEXT_MESSAGES = RecordFramer(OPCODE_TEXT)
+BINARY_MESSAGES = RecordFramer(OPCODE_BINARY)
 
 
 class AsgiWebSocket(QueuedTransport):
-    transfer_format = TransferFormat.BINARY
-    inherent_keep_alive = False
-    resumable = True  # a stateful client may continue on a new WebSocket
-
-    @staticmethod
-    def idle_seconds(now: float) -> float:
-        return 0.0  # a WebSocket is always ready to receive
+    info = TransportInfo(
+        kind=TransportType.WEB_SOCKETS,
+        transfer_format=TransferFormat.BINARY,  # WebSockets carry text and binary
+        resumable=True,  # a stateful client may continue on a new WebSocket
+        polled=False,
+        text_framer=TEXT_MESSAGES,
+        binary_framer=BINARY_MESSAGES,
+    )
 
     def __init__(
         self,
@@ -64,12 +55,8 @@ class AsgiWebSocket(QueuedTransport):
         self.on_closed: Callable[[], None] | None = None
         self._closed = False
 
-    def start(self, nursery: trio.Nursery) -> None:
+    def _start(self, nursery: trio.Nursery) -> None:
         self.outbox.start_writer(nursery, self._write_batch)
-
-    @staticmethod
-    def framer_for(transfer_format: TransferFormat) -> Framer:
-        return TEXT_MESSAGES if transfer_format is TransferFormat.TEXT else BINARY_MESSAGES
 
     async def receive_some(self) -> bytes:
         if self._closed:

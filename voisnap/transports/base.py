@@ -1,20 +1,26 @@
 """What the hub layer needs from a transport (TransportProtocols.md).
 
 A transport moves bytes; it knows nothing of hubs. Every transport (voisnap's
-own WebSocket, the ASGI WebSocket, and later Server-Sent Events and long
-polling) offers the same small surface:
+own WebSocket, the ASGI WebSocket, Server-Sent Events and long polling) offers
+the same small surface, ``Transport``:
 
+- ``info``: what it is (its kind, the formats it carries, whether stateful
+  reconnect can continue on a new one, whether polls are its keep-alive, and
+  how it frames a hub record);
+- ``start(nursery, on_closed)``: where its writer task runs while its outbox
+  holds a backlog, and whom to tell, once, when it closes (so that a connection
+  whose reader is busy elsewhere still learns of it);
 - ``receive_some()``: the next hub-protocol bytes from the client;
 - ``send_nowait(frame)``: deliver or queue without waiting, ``trio.WouldBlock``
-  when the connection's outbox is full (a fan-out then evicts it);
-- ``send(frame)``: the same, waiting for room (a connection's own replies);
-- ``start(nursery)``: where the transport's writer task runs when its outbox
-  holds a backlog (the outbox starts it, and it ends once the backlog is written);
-- ``on_closed``: called once when the transport closes, whoever closed it, so
-  that a connection whose reader is busy elsewhere still learns of it;
+  when the connection's outbox is full (a fan-out then evicts it); ``send(frame)``
+  the same, waiting for room (a connection's own replies);
+- ``activity(now)``: frames accepted, idle time and lag, for the heartbeat and
+  the router;
 - ``aclose(last_frame, timeout)`` to close politely, ``abort(last_frame)`` to
-  close at once;
-- ``framer_for(format)``: how a hub record becomes this transport's frame.
+  close at once.
+
+What only Server-Sent Events and long polling have (the client's POSTs) is a
+protocol of its own, ``PostingTransport``.
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ import socket
 from collections.abc import Callable
 from typing import Protocol
 
+import attrs
 import trio
 
 from ..protocol import TransferFormat
-from ..routing.outbox import Outbox
 from .frames import Frame, Framer
+from .outbox import Lag, Outbox
+from .posts import PostedBytes
 from .sockets import cut_off
 
 
@@ -66,46 +74,74 @@ def parse_hub_transports(entries: tuple[str, ...]) -> dict[str, tuple[TransportT
     return hubs
 
 
-class Transport(Protocol):
-    transfer_format: TransferFormat
-    """The formats this transport can carry: BINARY means text and binary."""
+@attrs.frozen
+class TransportInfo:
+    """What a transport is: the few facts a hub connection decides by."""
 
+    kind: TransportType
+    transfer_format: TransferFormat
+    """The formats it can carry: BINARY means text and binary."""
     resumable: bool
     """Stateful reconnect can continue on a new one (WebSockets only)."""
-
-    inherent_keep_alive: bool
+    polled: bool
     """Long polling: the polls themselves show the client is alive, so no Pings
     are sent and no client timeout applies (TransportProtocols.md)."""
+    text_framer: Framer
+    binary_framer: Framer
 
-    outbox: Outbox[Frame]
-    """What the kernel has not taken yet (``routing.outbox``)."""
+    def framer_for(self, transfer_format: TransferFormat) -> Framer:
+        """How a hub record of this format becomes one of this transport's frames."""
+        return self.text_framer if transfer_format is TransferFormat.TEXT else self.binary_framer
+
+
+@attrs.frozen
+class Activity:
+    """What the heartbeat and the router ask of a transport, read in one call."""
 
     frames_accepted: int
     """Frames taken by ``send_nowait`` so far (the keep-alive watches it)."""
+    idle_seconds: float
+    """How long the client has not been waiting for data (long polling: no
+    poll in flight); 0 for transports that always are."""
+    lag: Lag
+    """How far behind the client is (``outbox.Lag``)."""
+
+
+class Transport(Protocol):
+    """A transport moves bytes between one client and its hub connection."""
+
+    info: TransportInfo
 
     @property
     def closed(self) -> bool: ...
 
-    def framer_for(self, transfer_format: TransferFormat) -> Framer: ...
+    def start(self, nursery: trio.Nursery, on_closed: Callable[[], None]) -> None:
+        """``nursery`` is where the transport's writer runs while it has a
+        backlog; ``on_closed`` is called once, when it closes, whoever closed it."""
 
-    def idle_seconds(self, now: float) -> float:
-        """How long the client has not been waiting for data (long polling:
-        no poll in flight); 0 for transports that are always waiting."""
+    async def receive_some(self) -> bytes:
+        """The next bytes from the client; ConnectionClosed once it is gone."""
         ...
 
-    async def receive_some(self) -> bytes: ...
+    def send_nowait(self, frame: Frame) -> None:
+        """Deliver or queue without waiting; ``trio.WouldBlock`` when the outbox is full."""
 
-    def send_nowait(self, frame: Frame) -> None: ...
+    async def send(self, frame: Frame) -> None:
+        """The same, waiting for room (a connection's own replies)."""
 
-    async def send(self, frame: Frame) -> None: ...
+    def activity(self, now: float) -> Activity: ...
 
-    on_closed: Callable[[], None] | None
+    async def aclose(self, last_frame: Frame | None, timeout: float) -> None:
+        """``last_frame`` after everything queued, then close, within ``timeout``."""
 
-    def start(self, nursery: trio.Nursery) -> None: ...
+    def abort(self, last_frame: Frame | None = None) -> None:
+        """Close at once (``last_frame`` only if the socket takes it now)."""
 
-    async def aclose(self, last_frame: Frame | None, timeout: float) -> None: ...
 
-    def abort(self, last_frame: Frame | None = None) -> None: ...
+class PostingTransport(Transport, Protocol):
+    """Server-Sent Events and long polling: the client sends by HTTP POST."""
+
+    posts: PostedBytes
 
 
 class QueuedTransport:
@@ -113,13 +149,15 @@ class QueuedTransport:
     WebSocket, Server-Sent Events, long polling): ``send_nowait`` queues,
     ``send`` waits for room (``send_waiting``), and closing.
 
-    Subclasses set ``outbox``, ``frames_accepted``, ``on_closed`` and
-    ``_closed``, and fill in the hooks: ``_say_goodbye`` (the transport's own
+    Subclasses set ``info``, ``outbox``, ``frames_accepted``, ``on_closed``
+    and ``_closed``, and fill in the hooks: ``_start`` (its writer and whatever
+    runs beside it), ``_idle_seconds``, ``_say_goodbye`` (the transport's own
     polite end), ``_socket`` (the TCP socket to cut off) and ``_release``
     (whatever else waits on the transport).
     """
 
     __slots__ = ()
+    info: TransportInfo
     outbox: Outbox[Frame]
     frames_accepted: int
     on_closed: Callable[[], None] | None
@@ -128,6 +166,19 @@ class QueuedTransport:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def start(self, nursery: trio.Nursery, on_closed: Callable[[], None]) -> None:
+        self.on_closed = on_closed
+        self._start(nursery)
+
+    def _start(self, nursery: trio.Nursery) -> None:
+        """Start the writer (and whatever else runs beside the transport)."""
+
+    def activity(self, now: float) -> Activity:
+        return Activity(self.frames_accepted, self._idle_seconds(now), self.outbox.lag(now))
+
+    def _idle_seconds(self, now: float) -> float:
+        return 0.0  # always waiting for data, as a WebSocket or an event stream is
 
     # -- sending ----------------------------------------------------------------------------------
 
@@ -174,8 +225,9 @@ class QueuedTransport:
         self._closed = True
         self.outbox.close()
         self._release()
-        if self.on_closed is not None:
-            self.on_closed()
+        on_closed, self.on_closed = self.on_closed, None  # once; and no cycle left behind
+        if on_closed is not None:
+            on_closed()
 
     async def _say_goodbye(self) -> None:
         """End the transport politely (end the response, a WebSocket Close)."""

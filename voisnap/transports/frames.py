@@ -61,6 +61,18 @@ class Framer(Protocol):
     def frame(self, record: bytes) -> Frame: ...
 
 
+@attrs.frozen
+class RecordFramer:
+    """A record is its own frame: the transport adds no framing of its own (a
+    long poll's body, an ASGI WebSocket message). ``opcode`` tells a WebSocket
+    whether to send it as a text or a binary message."""
+
+    opcode: int = 0
+
+    def frame(self, record: bytes) -> Frame:
+        return Frame(record, payload_start=0, opcode=self.opcode)
+
+
 @attrs.frozen(eq=False)
 class Wire:
     """A (hub protocol, framer) pair: everything needed to turn a hub message

@@ -25,20 +25,13 @@ from collections.abc import Awaitable, Callable
 import trio
 
 from ..protocol import TransferFormat
-from ..routing.outbox import Outbox
-from .base import QueuedTransport
-from .frames import Frame, Framer
+from .base import QueuedTransport, TransportInfo, TransportType
+from .frames import Frame, RecordFramer
+from .outbox import Outbox
 from .posts import PostedBytes
 
-
-class PlainFramer:
-    """A poll body is the records themselves, raw (no base64 for binary)."""
-
-    def frame(self, record: bytes) -> Frame:
-        return Frame(record)
-
-
-PLAIN = PlainFramer()
+# A poll body is the records themselves, raw (no base64 for binary).
+RAW_RECORDS = RecordFramer()
 
 
 class PollEnd(enum.Enum):
@@ -47,9 +40,14 @@ class PollEnd(enum.Enum):
 
 
 class LongPolling(QueuedTransport):
-    transfer_format = TransferFormat.BINARY
-    inherent_keep_alive = True
-    resumable = False
+    info = TransportInfo(
+        kind=TransportType.LONG_POLLING,
+        transfer_format=TransferFormat.BINARY,
+        resumable=False,
+        polled=True,
+        text_framer=RAW_RECORDS,
+        binary_framer=RAW_RECORDS,
+    )
 
     def __init__(self, *, capacity: int, max_bytes: int, poll_timeout: float) -> None:
         self.outbox: Outbox[Frame] = Outbox(capacity, max_bytes)
@@ -63,14 +61,9 @@ class LongPolling(QueuedTransport):
         self._polling_socket: socket.socket | None = None
         self._idle_since: float | None = trio.current_time()
 
-    @staticmethod
-    def framer_for(transfer_format: TransferFormat) -> Framer:
-        return PLAIN
+    # No writer task (``_start`` does nothing): each poll takes what is queued.
 
-    def start(self, nursery: trio.Nursery) -> None:
-        pass  # no writer task: each poll takes what is queued
-
-    def idle_seconds(self, now: float) -> float:
+    def _idle_seconds(self, now: float) -> float:
         return 0.0 if self._idle_since is None else now - self._idle_since
 
     # -- polls --------------------------------------------------------------------------------

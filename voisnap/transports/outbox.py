@@ -1,8 +1,8 @@
 """The per-connection outbox: a bounded queue of frames the kernel has not taken yet.
 
-Seed 000, "Backpressure": "Server buffers outgoing events per-connection
-(default: 100 events). Beyond that, the slowest consumer is dropped." The outbox
-is that buffer. It has the semantics of a trio memory channel of capacity 100
+docs/limits.md, "Outbox and slow consumers": the server buffers outgoing
+messages per connection (100 by default); beyond that, the slowest consumer is
+dropped. The outbox is that buffer. It has the semantics of a trio memory channel of capacity 100
 (``put_nowait`` raises ``trio.WouldBlock`` when full, ``statistics()``), plus a
 byte cap, because 100 voice frames would otherwise hold megabytes per connection.
 
@@ -117,9 +117,8 @@ class Outbox(Generic[T]):
 
     async def _write_backlog(self) -> None:
         """The writer: batches to the transport until nothing is queued."""
-        assert self._write_batch is not None
         try:
-            while self._items and not self._closed:
+            while self._items and self._write_batch is not None:
                 await self._write_batch(self.take_all())
                 self.done()
         finally:
@@ -191,8 +190,13 @@ class Outbox(Generic[T]):
             self._space.unpark_all()
 
     def close(self) -> None:
-        """Drop the backlog (a closed connection's messages go nowhere) and wake waiters."""
+        """Drop the backlog (a closed connection's messages go nowhere) and wake
+        waiters. The writer's references go too: a transport and its outbox
+        point at each other while they work, and nothing should keep either
+        alive (or leave a cycle to collect) once the connection is closed."""
         self._closed = True
+        self._nursery = None
+        self._write_batch = None
         self._items.clear()
         self._bytes = 0
         self.backlog_since = self.full_since = None

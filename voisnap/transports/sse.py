@@ -25,9 +25,9 @@ import trio
 
 from ..asgi import Receive, Send
 from ..protocol import TransferFormat
-from ..routing.outbox import Outbox
-from .base import QueuedTransport
-from .frames import Frame, Framer
+from .base import QueuedTransport, TransportInfo, TransportType
+from .frames import Frame
+from .outbox import Outbox
 from .posts import PostedBytes
 
 # Sent before anything else: a comment line, so that Firefox fires "open".
@@ -52,9 +52,14 @@ EVENT_FRAMER = EventFramer()
 
 
 class ServerSentEvents(QueuedTransport):
-    transfer_format = TransferFormat.TEXT
-    inherent_keep_alive = False
-    resumable = False
+    info = TransportInfo(
+        kind=TransportType.SERVER_SENT_EVENTS,
+        transfer_format=TransferFormat.TEXT,
+        resumable=False,
+        polled=False,
+        text_framer=EVENT_FRAMER,
+        binary_framer=EVENT_FRAMER,  # never used: the handshake refuses binary protocols
+    )
 
     def __init__(
         self,
@@ -76,20 +81,12 @@ class ServerSentEvents(QueuedTransport):
         self._closed = False
         self.posts = PostedBytes()
 
-    @staticmethod
-    def framer_for(transfer_format: TransferFormat) -> Framer:
-        return EVENT_FRAMER
-
-    @staticmethod
-    def idle_seconds(now: float) -> float:
-        return 0.0
-
     async def open(self) -> None:
         """Start the event stream (the GET's response)."""
         await self._send({"type": "http.response.start", "status": 200, "headers": self._headers})
         await self._send({"type": "http.response.body", "body": STREAM_START, "more_body": True})
 
-    def start(self, nursery: trio.Nursery) -> None:
+    def _start(self, nursery: trio.Nursery) -> None:
         self.outbox.start_writer(nursery, self._write_batch)
         nursery.start_soon(self._watch_disconnect)
 

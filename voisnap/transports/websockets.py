@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import struct
 from collections.abc import Callable, Iterator
 
 import trio
@@ -40,8 +39,6 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Ping,
-    RejectConnection,
-    RejectData,
     Request,
     TextMessage,
 )
@@ -50,9 +47,10 @@ from wsproto.utilities import RemoteProtocolError as WSRemoteProtocolError
 
 from ..errors import ConnectionClosed
 from ..protocol import TransferFormat
-from ..routing.outbox import Outbox
-from .base import send_waiting
-from .frames import Frame, Framer
+from .base import Activity, TransportInfo, TransportType, send_waiting
+from .frames import Frame
+from .outbox import Outbox
+from .sockets import LINGER_ABORT
 from .ws_frames import BINARY_FRAMER, TEXT_FRAMER, coalesce, raw_frame
 
 log = logging.getLogger(__name__)
@@ -63,7 +61,6 @@ NORMAL_CLOSURE = 1000
 # Close message carries the reason, and the JS client treats any other code as a
 # transport failure ("WebSocket closed with status code: N"). A *WebSocket*
 # protocol error closes with the code RFC 6455 gives it (``_answer_close``).
-_LINGER_ABORT = struct.pack("ii", 1, 0)
 
 
 class DirectWebSocket:
@@ -88,13 +85,16 @@ class DirectWebSocket:
         "outbox",
     )
 
-    transfer_format = TransferFormat.BINARY  # WebSockets carry text and binary
-    inherent_keep_alive = False
-    resumable = True  # a stateful client may continue on a new WebSocket
-
-    @staticmethod
-    def idle_seconds(now: float) -> float:
-        return 0.0  # a WebSocket is always ready to receive
+    # Text messages for text protocols (the JS client reads binary ones as
+    # Blobs and fails), binary messages for binary protocols.
+    info = TransportInfo(
+        kind=TransportType.WEB_SOCKETS,
+        transfer_format=TransferFormat.BINARY,  # WebSockets carry text and binary
+        resumable=True,  # a stateful client may continue on a new WebSocket
+        polled=False,
+        text_framer=TEXT_FRAMER,
+        binary_framer=BINARY_FRAMER,
+    )
 
     def __init__(
         self, sock: socket.socket, ws: Connection, *, capacity: int, max_bytes: int
@@ -108,17 +108,14 @@ class DirectWebSocket:
         self.on_closed: Callable[[], None] | None = None
         self.frames_accepted = 0  # every frame taken by send_nowait; keep-alive watches it
 
-    def start(self, nursery: trio.Nursery) -> None:
+    def start(self, nursery: trio.Nursery, on_closed: Callable[[], None]) -> None:
         """The nursery the writer task runs in, whenever a backlog needs one."""
+        self.on_closed = on_closed
         self.outbox.start_writer(nursery, self._write_batch)
 
-    # -- framing ---------------------------------------------------------------------------------
-
-    @staticmethod
-    def framer_for(transfer_format: TransferFormat) -> Framer:
-        """Text messages for text protocols (the JS client reads binary ones as
-        Blobs and fails), binary messages for binary protocols."""
-        return TEXT_FRAMER if transfer_format is TransferFormat.TEXT else BINARY_FRAMER
+    def activity(self, now: float) -> Activity:
+        # A WebSocket is always ready to receive: it is never idle.
+        return Activity(self.frames_accepted, 0.0, self.outbox.lag(now))
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -288,15 +285,16 @@ class DirectWebSocket:
         self.outbox.close()
         try:
             if abort:
-                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ABORT)
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ABORT)
         except OSError:
             pass
         # Wake any task waiting on this socket (with ClosedResourceError) before
         # the descriptor goes away, as trio's own sockets do.
         trio.lowlevel.notify_closing(self._sock)
         self._sock.close()
-        if self.on_closed is not None:
-            self.on_closed()
+        on_closed, self.on_closed = self.on_closed, None  # once; and no cycle left behind
+        if on_closed is not None:
+            on_closed()
 
     @property
     def closed(self) -> bool:
@@ -343,21 +341,6 @@ async def accept_upgrade(sock: socket.socket, ws: WSConnection) -> Connection:
     await send_all(sock, ws.send(AcceptConnection(extensions=[])))
     assert ws.connection is not None
     return ws.connection
-
-
-async def refuse_upgrade(
-    sock: socket.socket, ws: WSConnection, status: int, text: str, headers: list[tuple[str, str]]
-) -> None:
-    body = text.encode()
-    response_headers = [
-        (b"content-type", b"text/plain; charset=utf-8"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-        *((name.encode(), value.encode()) for name, value in headers),
-    ]
-    data = ws.send(RejectConnection(status_code=status, headers=response_headers, has_body=True))
-    data += ws.send(RejectData(data=body))
-    await send_all(sock, data)
 
 
 async def send_all(sock: socket.socket, data: bytes) -> None:

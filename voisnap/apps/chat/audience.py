@@ -1,4 +1,4 @@
-"""Who receives a chat event (seed 000, "Session scoping", "Groups", "SessionNotification").
+"""Who receives a chat event (docs/hubs/chat.md, "Session scoping", "User-wide events").
 
 - Per-task events (TaskQueued ... TaskCompleted) go to the task's **session
   group** (connections that called ``JoinSession``, or created the session with

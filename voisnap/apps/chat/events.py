@@ -1,5 +1,5 @@
-"""The chat hub's payloads, exactly as seed 000 names them ("Chat hub",
-"SessionNotification", "Tasks hub").
+"""The chat hub's payloads, exactly as docs/hubs/chat.md names them ("Events
+(server to client)", "Methods (client to server)").
 
 Python fields are snake_case; the binder sends them camelCase
 (``tokens_used`` -> ``tokensUsed``), in both hub protocols, and timestamps

@@ -1,4 +1,4 @@
-"""``/hubs/chat``: seed 000, "Chat hub" and "Session scoping".
+"""``/hubs/chat``: docs/hubs/chat.md, "Methods (client to server)" and "Session scoping".
 
 Client to server: ``SendMessage``, ``CancelTask``, ``JoinSession``,
 ``LeaveSession``. Everything a message sets off happens in the task runtime
@@ -63,7 +63,8 @@ class ChatHub(Hub):
 
     async def on_connected(self) -> None:
         # Until it calls JoinSession, a client receives its user's task events
-        # user-wide (seed 000: "Legacy clients ... fall back to user-wide events").
+        # user-wide (docs/hubs/chat.md, "Session scoping": legacy clients fall
+        # back to user-wide events).
         await self.groups.add(self.context.connection_id, legacy_group(self.context.user_id))
 
     async def send_message(self, request: SendMessageRequest) -> SendMessageResult:

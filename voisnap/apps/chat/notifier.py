@@ -1,8 +1,9 @@
 """The chat hub's events, sent to their audiences (``audience``) as tasks progress.
 
 ``ChatEvents`` is the runtime's ``TaskEvents`` sink: it turns what happened to
-a task into the seed's hub events and sends each once, through the chat hub's
-router, serialized once per hub protocol however many devices receive it.
+a task into the hub events of docs/hubs/chat.md ("Events (server to client)")
+and sends each once, through the chat hub's router, serialized once per hub
+protocol however many devices receive it.
 """
 
 from __future__ import annotations

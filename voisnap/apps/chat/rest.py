@@ -1,4 +1,4 @@
-"""REST catch-up (seed 000, "Reconnection": "use REST to catch up").
+"""REST catch-up (docs/rest.md): what a client missed while away.
 
 - ``GET /sessions``: the caller's sessions, most recently active first;
 - ``GET /sessions/{sessionId}/messages?limit=50&before=<messageId>``: a
