@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     for field in attrs.fields(Settings):
         _add_setting(serve, field)
+    # One worker of ``serve --workers N``, started by its supervisor (server.workers).
+    commands.add_parser("worker")
     token = commands.add_parser("token", help="print an access token for a user")
     token.add_argument("--user", required=True, help="user id (the 'sub' claim)")
     token.add_argument("--tenant", required=True, help="tenant id (the 'tid' claim)")
@@ -62,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     if arguments.command == "token":
         return _token(arguments)
+    if arguments.command == "worker":
+        from .server.workers import settings_of_worker
+
+        return _serve(settings_of_worker(), reuse_port=True)
     overrides = {field.name: getattr(arguments, field.name) for field in attrs.fields(Settings)}
     try:
         settings = settings_from(overrides)
@@ -71,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     return _serve(settings)
 
 
-def _serve(settings: Settings) -> int:
+def _serve(settings: Settings, *, reuse_port: bool = False) -> int:
     from .apps import create_product
     from .server.runner import serve
 
@@ -80,12 +86,16 @@ def _serve(settings: Settings) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.workers > 1:
+        from .server.workers import Supervisor
+
+        return Supervisor(settings, _print_ready).run()
     try:
         server = create_product(settings)
     except ValueError as error:
         print(f"voisnap serve: {error}", file=sys.stderr)
         return 2
-    trio.run(partial(serve, server, ready=_print_ready))
+    trio.run(partial(serve, server, ready=_print_ready, reuse_port=reuse_port))
     return 0
 
 

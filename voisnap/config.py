@@ -62,6 +62,17 @@ class Settings:
     detailed_errors: bool = setting(False, "send exception details to clients (development)")
     access_log: bool = setting(False, "log every HTTP request and WebSocket (tokens redacted)")
 
+    # -- scale-out (several processes) --
+    redis_url: str | None = setting(
+        None, "Redis server for the backplane between processes (redis://host:port/db)"
+    )
+    workers: int = setting(
+        1, "worker processes serving one port (more than one needs --redis-url)"
+    )
+    cross_process_timeout: float = setting(
+        5.0, "seconds an operation on a connection held by another process may take"
+    )
+
     # -- hub protocol timings (ASP.NET Core defaults) --
     keep_alive_interval: float = setting(
         15.0, "seconds without sending before the server sends a Ping"
@@ -135,6 +146,15 @@ class Settings:
     shutdown_timeout: float = setting(
         5.0, "seconds a graceful shutdown waits for connections to close"
     )
+
+    def __attrs_post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError("--workers must be at least 1")
+        if self.workers > 1 and not self.redis_url:
+            raise ValueError(
+                f"--workers {self.workers} needs a backplane between the workers: add "
+                "--redis-url redis://HOST:PORT (or set VOISNAP_REDIS_URL)"
+            )
 
     @property
     def tls(self) -> bool:

@@ -121,7 +121,7 @@ class Audience:
             (self.globex, legacy_group("ada")),
         ]
         for recipient in self.everyone:
-            self.router.add_connection(recipient)
+            self.router.register(recipient)
         for recipient, group in memberships:
             await self.router.add_to_group(
                 recipient.tenant_id, recipient.connection_id, group_key(recipient.tenant_id, group)
@@ -224,7 +224,7 @@ async def test_chat_events_user_wide_events_skip_session_and_legacy_groups() -> 
     (impossible through the hub; here to show the user group is the audience)."""
     router = LocalRouter()
     stray = FakeRecipient("stray", user_id="someone-else")
-    router.add_connection(stray)
+    router.register(stray)
     with trio.fail_after(CEILING):
         for group in (session_group("sess_1"), legacy_group("ada")):
             await router.add_to_group("acme", "stray", group_key("acme", group))

@@ -214,7 +214,7 @@ async def test_fan_out_goes_on_past_a_recipient_that_raises() -> None:
         Recipient("c", JSON_WIRE),
     )
     for recipient in (first, broken, last):
-        router.add_connection(recipient)  # type: ignore[arg-type]
+        router.register(recipient)  # type: ignore[arg-type]
         await router.add_to_group("acme", recipient.connection_id, group_key("acme", "g"))
     await router.send_group(group_key("acme", "g"), InvocationMessage(target="T", arguments=(1,)))
     assert len(first.frames) == len(last.frames) == 1
@@ -229,7 +229,7 @@ async def test_fan_out_skips_only_the_protocol_that_cannot_carry_the_message(
     router = LocalRouter()
     json_member, msgpack_member = Recipient("j", JSON_WIRE), Recipient("m", MSGPACK_WIRE)
     for recipient in (json_member, msgpack_member):
-        router.add_connection(recipient)  # type: ignore[arg-type]
+        router.register(recipient)  # type: ignore[arg-type]
         await router.add_to_group("acme", recipient.connection_id, group_key("acme", "g"))
     await router.send_group(
         group_key("acme", "g"), InvocationMessage(target="T", arguments=(math.nan,))

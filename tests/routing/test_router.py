@@ -92,7 +92,7 @@ def invocation(text: str = "hi") -> InvocationMessage:
 def router_with(*recipients: FakeRecipient) -> LocalRouter:
     router = LocalRouter()
     for recipient in recipients:
-        router.add_connection(recipient)
+        router.register(recipient)
     return router
 
 
@@ -276,7 +276,7 @@ async def test_router_eviction_may_remove_the_connection_during_the_fan_out() ->
     for recipient in slow:
         recipient.on_evict = router.remove_connection
     for recipient in (slow[0], fast[0], slow[1], fast[1]):
-        router.add_connection(recipient)
+        router.register(recipient)
     with trio.fail_after(CEILING):
         await router.send_group(tenant_key("acme"), invocation())
     assert [r.evictions for r in slow] == [1, 1]

@@ -2,10 +2,11 @@
 
 For people learning SignalR, for the tests and for the bench. Each method shows
 one thing: a plain invocation (``Echo``), a server-to-client stream
-(``Counter``), a client-to-server stream (``Sum``), a client result (``Ask``),
-groups (``JoinGroup``, ``LeaveGroup``, ``SendToGroup``) and a tenant-wide
-broadcast (``Broadcast``). Clients receive group and broadcast payloads as
-``Receive(payload)``.
+(``Counter``), a client-to-server stream (``Sum``), a client result (``Ask``,
+and ``AskConnection`` for another connection, which may be on another
+process), groups (``JoinGroup``, ``LeaveGroup``, ``SendToGroup``), a user's
+every connection (``SendToUser``) and a tenant-wide broadcast (``Broadcast``).
+Clients receive group, user and broadcast payloads as ``Receive(payload)``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ class PlaygroundHub(Hub):
         """Ask the caller's ``Prompt(question)`` handler and return its answer."""
         return await self.clients.caller.invoke("Prompt", question)
 
+    async def ask_connection(self, connection_id: str, question: str) -> Any:
+        """Ask another connection's ``Prompt(question)`` handler (a connection of
+        the caller's tenant, on any process) and return its answer."""
+        return await self.clients.connection(connection_id).invoke("Prompt", question)
+
     async def join_group(self, name: str) -> None:
         await self.groups.add(self.context.connection_id, checked_group_name(name))
 
@@ -60,6 +66,11 @@ class PlaygroundHub(Hub):
     async def send_to_group(self, name: str, payload: Any) -> None:
         """Every member of group ``name`` (in the caller's tenant) receives ``Receive(payload)``."""
         await self.clients.group(checked_group_name(name)).send("Receive", payload)
+
+    async def send_to_user(self, user_id: str, payload: Any) -> None:
+        """Every connection of user ``user_id`` (in the caller's tenant, on any
+        process) receives ``Receive(payload)``."""
+        await self.clients.user(user_id).send("Receive", payload)
 
     async def broadcast(self, payload: Any) -> None:
         """Every connection of this hub in the caller's tenant receives ``Receive(payload)``."""

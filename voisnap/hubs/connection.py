@@ -258,7 +258,7 @@ class HubConnection:
 
     async def _connect(self) -> bool:
         """Join the router and run ``on_connected``; False if it failed."""
-        self.endpoint.router.add_connection(self)
+        await self.endpoint.router.add_connection(self)
         try:
             await self.create_hub().on_connected()
         except Exception as error:

@@ -100,9 +100,11 @@ class RouterStatistics:
 
 
 class Router(Protocol):
-    def add_connection(self, connection: Recipient) -> None: ...
+    async def add_connection(self, connection: Recipient) -> None:
+        """Register a connection (and whatever it takes for other processes to reach it)."""
 
-    def remove_connection(self, connection: Recipient) -> None: ...
+    def remove_connection(self, connection: Recipient) -> None:
+        """Forget a connection; never waits (evictions happen inside a fan-out)."""
 
     async def send_group(
         self, key: GroupKey, message: HubMessage, exclude: Collection[str] = ()
@@ -154,7 +156,10 @@ class LocalRouter:
 
     # -- membership ------------------------------------------------------------------------------
 
-    def add_connection(self, connection: Recipient) -> None:
+    async def add_connection(self, connection: Recipient) -> None:
+        self.register(connection)
+
+    def register(self, connection: Recipient) -> None:
         """Register a connection, with its tenant and user keys (docs/auth.md: "Clients
         are auto-joined to their user group on connect")."""
         self._connections[connection.connection_id] = connection
@@ -199,6 +204,18 @@ class LocalRouter:
 
     def members(self, key: GroupKey) -> Collection[Recipient]:
         return self._members.get(key, {}).values()
+
+    def member_ids(self, key: GroupKey) -> Collection[str]:
+        return self._members.get(key, {}).keys()
+
+    def members_by_id(self, key: GroupKey) -> dict[str, Recipient] | None:
+        """The members of ``key`` as ``deliver`` takes them (not a copy: do not change it)."""
+        return self._members.get(key)
+
+    def find(self, tenant_id: str, connection_id: str) -> Recipient | None:
+        """This process's connection of that id and tenant, if it has it."""
+        connection = self._connections.get(connection_id)
+        return connection if connection is not None and connection.tenant_id == tenant_id else None
 
     # -- sending ---------------------------------------------------------------------------------
 

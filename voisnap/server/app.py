@@ -4,7 +4,9 @@ slow-path hub WebSockets.
 Routes:
 
 - ``POST {hub}/negotiate``: TransportProtocols.md, "POST [endpoint-base]/negotiate";
-- ``GET /healthz``: 200 while the server runs;
+- ``GET /healthz``: 200 while the process runs (liveness);
+- ``GET /readyz``: 200 when everything it depends on answers (the backplane),
+  otherwise 503 with a JSON body naming what does not (readiness);
 - ``GET /stats``: counters (connections, deliveries, evictions) as JSON; no ids;
 - the apps' REST routes (``server.routes``), authenticated like the hubs;
 - ``OPTIONS *``: CORS preflight, answered for the ``--cors-origin`` list only;
@@ -35,7 +37,7 @@ from .http import (
     respond,
 )
 from .http_transports import HttpTransports
-from .hub_server import HubServer
+from .hub_server import Elsewhere, HubServer
 from .hypercorn_bridge import socket_of
 from .request_body import REST_BODY_LIMIT, read_body
 from .routes import RestRequest, match
@@ -105,10 +107,15 @@ class VoisnapApp:
             return self._preflight(headers)
         if path == "/healthz" and method in ("GET", "HEAD"):
             return 200, "application/json", json_body({"status": "ok"}), []
+        if path == "/readyz" and method in ("GET", "HEAD"):
+            unavailable = await self.hubs.readiness()
+            status = 503 if unavailable else 200
+            document = {"status": "unavailable" if unavailable else "ready", **unavailable}
+            return status, "application/json", json_body(document), []
         if path == "/stats" and method == "GET":
             return 200, "application/json", json_body(self.hubs.statistics()), []
         if path.endswith("/negotiate") and method == "POST":
-            document = self.hubs.negotiate(path.removesuffix("/negotiate"), headers, query)
+            document = await self.hubs.negotiate(path.removesuffix("/negotiate"), headers, query)
             return 200, "application/json", json_body(document), []
         return await self._rest(method, path, headers, query)
 
@@ -149,7 +156,7 @@ class VoisnapApp:
         if message["type"] != "websocket.connect":
             return
         try:
-            admission = self.hubs.admit(
+            admission = await self.hubs.admit(
                 scope["path"],
                 header_map(scope["headers"]),
                 parse_query(scope["query_string"]),
@@ -165,6 +172,8 @@ class VoisnapApp:
             max_bytes=self.settings.outbox_max_bytes,
             sock=socket_of(scope),
         )
+        if isinstance(admission, Elsewhere):
+            return await self.hubs.relay.websocket(admission, transport)
         await self.hubs.serve(admission, transport)
 
 

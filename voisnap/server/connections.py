@@ -49,20 +49,20 @@ class NegotiatedConnection:
     """The transport that holds the token (for requests that come back to it)."""
     connection: HubConnection | None = None
     """The HubConnection, once it runs."""
-    early: bytearray = attrs.Factory(bytearray)
-    """Bytes POSTed before the transport started (signalrcore sends its
-    handshake before its first poll); the transport receives them first."""
 
-    def use(self, transport: Transport, connection: HubConnection | None = None) -> None:
+    def use(
+        self, transport: Transport, connection: HubConnection | None = None, early: bytes = b""
+    ) -> None:
         """The one place a negotiated connection gets its transport (and its
-        HubConnection, when it starts). Bytes POSTed early go to it first."""
+        HubConnection, when it starts). ``early``: bytes POSTed before it
+        started (signalrcore sends its handshake before its first poll), which
+        the transport receives first."""
         self.transport = transport
         if connection is not None:
             self.connection = connection
         posting = self.posting_transport()
-        if posting is not None and self.early:
-            posting.posts.feed_nowait(bytes(self.early))
-        self.early.clear()
+        if posting is not None and early:
+            posting.posts.feed_nowait(early)
 
     def posting_transport(self) -> PostingTransport | None:
         """The transport, if the client sends by POST (Server-Sent Events, long polling)."""
@@ -128,6 +128,34 @@ class ConnectionRegistry:
     def release(self, token: str) -> None:
         self._active.pop(token, None)
 
+    # -- what other processes negotiated (``server.shared``) -------------------------------------
+
+    def is_active(self, token: str) -> bool:
+        """A transport of this process holds the connection."""
+        return token in self._active
+
+    def is_pending(self, token: str) -> bool:
+        """Negotiated (here, or adopted from another process), not yet started."""
+        return token in self._pending
+
+    def adopt(
+        self, token: str, connection_id: str, hub_path: str, principal: Principal, stateful: bool
+    ) -> None:
+        """A negotiation made by another process, whose first transport request
+        arrived here: pending, as if negotiated here."""
+        self._pending[token] = NegotiatedConnection(
+            connection_id=connection_id,
+            connection_token=token,
+            hub_path=hub_path,
+            principal=principal,
+            created_at=trio.current_time(),
+            stateful=stateful,
+        )
+
+    def drop_pending(self, token: str) -> None:
+        """Another process claimed the connection: it is not ours to start."""
+        self._pending.pop(token, None)
+
     def forget_expired(self, now: float | None = None) -> None:
         """Drop negotiations no transport claimed in time (the heartbeat calls
         this every tick, so unclaimed tokens never pile up)."""
@@ -156,6 +184,11 @@ def _checked(
     if negotiated is None or negotiated.hub_path != hub_path:
         raise HttpError(404, NO_CONNECTION)
     owner = negotiated.principal
-    if (owner.user_id, owner.tenant_id) != (principal.user_id, principal.tenant_id):
-        raise HttpError(403, "The connection token belongs to another user.")
+    check_owner(owner.user_id, owner.tenant_id, principal)
     return negotiated
+
+
+def check_owner(user_id: str, tenant_id: str, principal: Principal) -> None:
+    """403 unless ``principal`` is the user who negotiated the connection."""
+    if (user_id, tenant_id) != (principal.user_id, principal.tenant_id):
+        raise HttpError(403, "The connection token belongs to another user.")

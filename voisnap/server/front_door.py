@@ -44,7 +44,7 @@ from .http import (
     plain_response,
     redact_query,
 )
-from .hub_server import Admission, HubServer
+from .hub_server import Admission, Elsewhere, HubServer
 from .hypercorn_bridge import HypercornBridge, PrefixedStream
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,10 @@ class FrontDoor:
             await self.bridge.serve_connection(stream, sock)
         elif outcome is not REFUSED:
             del head
-            await self.hubs.serve(*outcome)
+            admission, transport = outcome
+            if isinstance(admission, Elsewhere):  # a stateful client back, at the wrong process
+                return await self.hubs.relay.websocket(admission, transport)
+            await self.hubs.serve(admission, transport)
 
     async def _refuse(self, sock: socket.socket, response: bytes) -> None:
         """Answer with ``response`` and close, lingering (RFC 9112, 9.6): a
@@ -195,7 +198,7 @@ class FrontDoor:
 
     async def _hub_websocket(
         self, sock: socket.socket, head: bytes, request: RequestHead | None
-    ) -> tuple[Admission, DirectWebSocket] | Outcome:
+    ) -> tuple[Admission | Elsewhere, DirectWebSocket] | Outcome:
         """Admit and accept a WebSocket upgrade to a hub, on voisnap's own path."""
         if (
             request is None
@@ -208,7 +211,7 @@ class FrontDoor:
             return NOT_A_HUB_UPGRADE  # not a valid upgrade after all: hypercorn answers 400
         peer = _peer_of(sock)
         try:
-            admission = self.hubs.admit(
+            admission = await self.hubs.admit(
                 request.path,
                 request.headers,
                 parse_query(request.query),

@@ -27,10 +27,11 @@ from ..errors import ConnectionClosed
 from ..transports.base import TransportType
 from ..transports.long_polling import LongPolling
 from ..transports.sse import ServerSentEvents
-from .connections import NegotiatedConnection
+from .connections import NO_CONNECTION, NegotiatedConnection
 from .http import TEXT, Headers, HttpError, cors_headers, header_map, parse_query, respond
-from .hub_server import HubServer
+from .hub_server import Elsewhere, HubServer
 from .hypercorn_bridge import socket_of
+from .relay_commands import Answer
 from .request_body import HUB_POST_LIMIT, body_chunks
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,11 @@ class HttpTransports:
     # -- Server-Sent Events -------------------------------------------------------------------
 
     async def _event_stream(self, request: Request) -> None:
-        admission = self.hubs.admit(
+        admission = await self.hubs.admit(
             request.path, request.headers, request.query, TransportType.SERVER_SENT_EVENTS
         )
+        if isinstance(admission, Elsewhere):
+            raise HttpError(409, "Another transport is already using this connection.")
         transport = ServerSentEvents(
             request.receive,
             request.send,
@@ -86,16 +89,18 @@ class HttpTransports:
             sock=socket_of(request.scope),
             extra_headers=[(name.encode(), value.encode()) for name, value in request.cors],
         )
-        self.hubs.bind(admission, transport)
+        await self.hubs.bind(admission, transport)
         await transport.open()
         await self.hubs.serve(admission, transport)
 
     # -- long polling -------------------------------------------------------------------------
 
     async def _poll(self, request: Request) -> None:
-        admission = self.hubs.admit(
+        admission = await self.hubs.admit(
             request.path, request.headers, request.query, TransportType.LONG_POLLING
         )
+        if isinstance(admission, Elsewhere):
+            return await self._relayed_poll(request, admission)
         if admission.first:
             # The first poll starts the connection and returns at once: the
             # client sends its handshake only after it (TransportProtocols.md).
@@ -104,7 +109,7 @@ class HttpTransports:
                 max_bytes=self.settings.outbox_max_bytes,
                 poll_timeout=self.settings.long_polling_timeout,
             )
-            self.hubs.bind(admission, transport)
+            await self.hubs.bind(admission, transport)
             self.hubs.serve_in_background(admission, transport)
             return await request.respond_records(b"")
         transport = _long_polling(admission.negotiated)
@@ -122,8 +127,21 @@ class HttpTransports:
                 await request.respond(204, b"")
             nursery.cancel_scope.cancel()
 
+    async def _relayed_poll(self, request: Request, elsewhere: Elsewhere) -> None:
+        """A poll for a connection another process owns: its transport answers."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_disconnect, request, nursery.cancel_scope)
+            answer = await self.hubs.relay.poll(elsewhere)
+            if answer.status == 200:
+                await request.respond_records(answer.body)
+            else:
+                await request.respond(answer.status, answer.body, content_type=TEXT)
+            nursery.cancel_scope.cancel()
+
     async def _delete(self, request: Request) -> None:
-        negotiated = self.hubs.find(request.path, request.headers, request.query)
+        negotiated = await self.hubs.find(request.path, request.headers, request.query)
+        if isinstance(negotiated, Elsewhere):
+            return await self._answer(request, await self.hubs.relay.delete(negotiated))
         transport = _long_polling(negotiated)
         if transport is None:
             raise HttpError(400, "DELETE is only for long polling connections.")
@@ -133,26 +151,28 @@ class HttpTransports:
     # -- sends, for both ----------------------------------------------------------------------
 
     async def _post(self, request: Request) -> None:
-        negotiated = self.hubs.find(request.path, request.headers, request.query)
+        negotiated = await self.hubs.find(request.path, request.headers, request.query)
+        if isinstance(negotiated, Elsewhere):
+            # Another process owns the connection, or none has started it yet
+            # (the bytes then wait for whichever will): the whole body goes there.
+            body = b"".join([chunk async for chunk in request.body()])
+            return await self._answer(request, await self.hubs.relay.post(negotiated, body))
         if negotiated.transport_type is TransportType.WEB_SOCKETS:
             raise HttpError(405, "POST requests are not allowed for WebSocket connections.")
         transport = negotiated.posting_transport()
         if transport is None:
-            return await self._post_early(request, negotiated)
+            raise HttpError(404, NO_CONNECTION)  # claimed here, and already gone
         try:
             await transport.posts.post(request.body())
         except ConnectionClosed:
-            raise HttpError(404, "No Connection with that ID") from None
+            raise HttpError(404, NO_CONNECTION) from None
         await request.respond(200, b"")
 
-    async def _post_early(self, request: Request, negotiated: NegotiatedConnection) -> None:
-        """A send before the transport started: kept for it (bounded)."""
-        async for chunk in request.body():
-            negotiated.early += chunk
-            if len(negotiated.early) > self.settings.max_message_size:
-                negotiated.early.clear()
-                raise HttpError(413, "Too much was sent before the transport started.")
-        await request.respond(200, b"")
+    @staticmethod
+    async def _answer(request: Request, answer: Answer) -> None:
+        """What the process that owns the connection answered."""
+        content_type = TEXT if answer.body else None
+        await request.respond(answer.status, answer.body, content_type=content_type)
 
 
 def _long_polling(negotiated: NegotiatedConnection | None) -> LongPolling | None:

@@ -26,6 +26,7 @@ from typing import Any
 import attrs
 import trio
 
+from ..backplane import Backplane, MemoryBackplane
 from ..config import Settings
 from ..errors import AuthenticationError
 from ..failures import error_boundary
@@ -34,6 +35,8 @@ from ..hubs.connection import HubConnection, new_connection_id
 from ..hubs.endpoint import HubEndpoint
 from ..hubs.heartbeat import run_heartbeat
 from ..principal import Principal
+from ..routing import names
+from ..routing.cluster import Cluster
 from ..transports.base import (
     ALL_TRANSPORTS,
     PostingTransport,
@@ -42,14 +45,44 @@ from ..transports.base import (
     parse_hub_transports,
 )
 from .auth import TokenAuthority, token_from
-from .connections import ConnectionRegistry, NegotiatedConnection
+from .collector import collector_statistics
+from .connections import NO_CONNECTION, ConnectionRegistry, NegotiatedConnection, check_owner
 from .http import HttpError
+from .relay import Relay
+from .relayed import TransportListener
 from .routes import Route
+from .shared import SharedNegotiations
+
+# How long forgetting a finished connection's shared records may take.
+FORGET_TIMEOUT = 2.0
+READINESS_TIMEOUT = 2.0
+
+
+def make_backplane(settings: Settings) -> Backplane:
+    """Redis when several processes serve the application; otherwise the
+    in-memory backplane (one process, and no server of any kind to run)."""
+    if settings.redis_url is None:
+        return MemoryBackplane()
+    from ..backplane.redis import RedisBackplane  # loads coredis only when it is used
+
+    return RedisBackplane(settings.redis_url)
 
 log = logging.getLogger(__name__)
 
 
 Service = Callable[..., Awaitable[None]]
+
+
+@attrs.frozen
+class Elsewhere:
+    """A request for a connection this process does not own: another process
+    does (``owner``), or none has started it yet (``owner`` is None). It is
+    relayed (``server.relay``)."""
+
+    token: str
+    hub_path: str
+    principal: Principal
+    owner: str | None
 
 
 @attrs.frozen
@@ -74,11 +107,17 @@ class HubServer:
         self.settings = settings
         self.authority = authority
         self.endpoints: dict[str, HubEndpoint] = {}
+        self.cluster = Cluster(make_backplane(settings), timeout=settings.cross_process_timeout)
         self.registry = ConnectionRegistry(settings.disconnect_timeout)
+        self.shared = SharedNegotiations(self.cluster.backplane, settings.disconnect_timeout)
+        self.relay = Relay(self)
+        self._relay_listeners: dict[str, TransportListener] = {}
         self.connections: set[HubConnection] = set()
         self._background: trio.Nursery | None = None
-        self.services: list[Service] = []
+        self.services: list[Service] = [self.cluster.run]
         """Run for the server's whole life, started before it listens (in order)."""
+        self.readiness_checks: dict[str, Callable[[], Awaitable[None]]] = {}
+        """What the apps depend on (the store), checked by ``GET /readyz``."""
         self.routes: list[Route] = []
         """REST routes of the apps (``server.routes``)."""
         self._hub_transports = parse_hub_transports(settings.hub_transports)
@@ -93,6 +132,7 @@ class HubServer:
             hub_class=hub_class,
             settings=self.settings,
             services=services,
+            router=self.cluster.router_for(path),
             transports=self._hub_transports.get(path, ALL_TRANSPORTS),
         )
         self.endpoints[path] = endpoint
@@ -128,7 +168,7 @@ class HubServer:
                 401, str(error), [("www-authenticate", 'Bearer error="invalid_token"')]
             ) from None
 
-    def negotiate(
+    async def negotiate(
         self, path: str, headers: Mapping[str, str], query: Mapping[str, str]
     ) -> dict[str, Any]:
         """TransportProtocols.md, "POST [endpoint-base]/negotiate"."""
@@ -141,6 +181,7 @@ class HubServer:
         # it: the JS client refuses a server that offers it unasked.
         stateful = self.settings.stateful_reconnect and query.get("useStatefulReconnect") == "true"
         negotiated = self.registry.negotiate(endpoint.path, principal, version, stateful=stateful)
+        await self.shared.share(negotiated)  # valid on every process: no sticky sessions
         response: dict[str, Any] = {
             "negotiateVersion": version,
             "connectionId": negotiated.connection_id,
@@ -155,14 +196,15 @@ class HubServer:
             response["useStatefulReconnect"] = True
         return response
 
-    def admit(
+    async def admit(
         self,
         path: str,
         headers: Mapping[str, str],
         query: Mapping[str, str],
         transport_type: TransportType,
-    ) -> Admission:
-        """Run the checks for a transport request; HttpError if one fails."""
+    ) -> Admission | Elsewhere:
+        """Run the checks for a transport request; HttpError if one fails;
+        ``Elsewhere`` if another process owns the connection."""
         endpoint = self._endpoint_or_404(path)
         if transport_type not in endpoint.transports:
             raise HttpError(
@@ -176,22 +218,61 @@ class HubServer:
                 raise HttpError(400, "Connection ID required")
             # skipNegotiation: the client opened the WebSocket without negotiating.
             return Admission(endpoint, principal, new_connection_id(), None)
+        elsewhere = await self._claim(token, endpoint.path, principal)
+        if elsewhere is not None:
+            return elsewhere
         negotiated, first = self.registry.claim(token, endpoint.path, principal, transport_type)
         if not first and not _may_come_back(negotiated, transport_type):
             raise HttpError(409, "Another transport is already using this connection.")
         return Admission(endpoint, principal, negotiated.connection_id, negotiated, first)
 
-    def find(
+    async def find(
         self, path: str, headers: Mapping[str, str], query: Mapping[str, str]
-    ) -> NegotiatedConnection:
-        """The running connection a send or a close (POST, DELETE) is for."""
+    ) -> NegotiatedConnection | Elsewhere:
+        """The connection a send or a close (POST, DELETE) is for: this
+        process's, or ``Elsewhere`` (owned by another process, or started by none)."""
         endpoint = self._endpoint_or_404(path)
         self.check_origin(headers)
         principal = self.authenticate(headers, query)
         token = query.get("id")
         if not token:
             raise HttpError(400, "Connection ID required")
-        return self.registry.find(token, endpoint.path, principal)
+        if self.registry.is_active(token):
+            return self.registry.find(token, endpoint.path, principal)
+        owner = await self.shared.owner(token)
+        if owner is not None and owner != self.shared.node_id:
+            return Elsewhere(token, endpoint.path, principal, owner)
+        if self.registry.is_pending(token):
+            self.registry.find(token, endpoint.path, principal)  # 403 for another user
+            return Elsewhere(token, endpoint.path, principal, None)
+        record = await self.shared.fetch(token)
+        if record is None or record.hub_path != endpoint.path:
+            raise HttpError(404, NO_CONNECTION)
+        check_owner(record.user_id, record.tenant_id, principal)
+        return Elsewhere(token, endpoint.path, principal, None)
+
+    async def _claim(self, token: str, hub_path: str, principal: Principal) -> Elsewhere | None:
+        """Before a transport request is served: None if this process owns the
+        connection (or nobody does, for a 404 to come), ``Elsewhere`` if another does."""
+        if self.registry.is_active(token):
+            return None
+        if not self.registry.is_pending(token):
+            record = await self.shared.fetch(token)
+            if record is None:
+                owner = await self.shared.owner(token)
+                return None if owner is None else Elsewhere(token, hub_path, principal, owner)
+            if record.hub_path != hub_path:
+                return None  # the registry answers 404
+            check_owner(record.user_id, record.tenant_id, principal)
+            self.registry.adopt(token, record.connection_id, hub_path, principal, record.stateful)
+        self.registry.find(token, hub_path, principal)  # 404 or 403 before anything is claimed
+        owner = await self.shared.claim(token)
+        if owner is None:
+            return None
+        self.registry.drop_pending(token)
+        if owner == self.shared.node_id:
+            raise HttpError(404, NO_CONNECTION)  # this process ran it, and it has ended
+        return Elsewhere(token, hub_path, principal, owner)
 
     def _endpoint_or_404(self, path: str) -> HubEndpoint:
         endpoint = self.endpoint_for(path)
@@ -205,13 +286,15 @@ class HubServer:
         """Where connections that outlive their first request (long polling) run."""
         self._background = nursery
 
-    def bind(self, admission: Admission, transport: PostingTransport) -> None:
+    async def bind(self, admission: Admission, transport: PostingTransport) -> None:
         """Make a posting transport (Server-Sent Events, long polling) the one
         this connection's POSTs and polls find, with any bytes POSTed before it
         existed. Call it before telling the client the transport is open, or its
         first POST could miss it."""
-        assert admission.negotiated is not None, "posting transports always negotiate"
-        admission.negotiated.use(transport)
+        negotiated = admission.negotiated
+        assert negotiated is not None, "posting transports always negotiate"
+        await self._listen_for_relays(negotiated)
+        negotiated.use(transport, early=await self.shared.take_early(negotiated.connection_token))
 
     def serve_in_background(self, admission: Admission, transport: Transport) -> None:
         assert self._background is not None, "attach() a nursery first"
@@ -239,6 +322,7 @@ class HubServer:
         )
         if negotiated is not None:
             negotiated.use(transport, connection)
+            await self._listen_for_relays(negotiated)
         if not self.connections:
             self._idle = trio.Event()
         self.connections.add(connection)
@@ -246,10 +330,58 @@ class HubServer:
             await connection.run()
         finally:
             self.connections.discard(connection)
-            if admission.connection_token is not None:
-                self.registry.release(admission.connection_token)
+            if negotiated is not None:
+                await self._forget(negotiated.connection_token)
             if not self.connections:
                 self._idle.set()
+
+    # -- requests that arrive at one process for another's connection ---------------------------
+
+    async def _listen_for_relays(self, negotiated: NegotiatedConnection) -> None:
+        """Requests for this connection that reach other processes come here."""
+        token = negotiated.connection_token
+        if token not in self._relay_listeners:
+            listener = self._relay_listeners[token] = TransportListener(self, negotiated)
+            await self.cluster.subscriptions.hold(names.relay_channel(token), listener)
+
+    async def _forget(self, token: str) -> None:
+        """The connection ended: its token is no good here, nor anywhere else.
+        Shared records go first: until they are gone, requests for the token
+        still find it here, ended, rather than nowhere (and a process could
+        start it again)."""
+        with trio.CancelScope(shield=True), trio.move_on_after(FORGET_TIMEOUT):
+            await self.shared.forget(token)
+        self.registry.release(token)
+        if self._relay_listeners.pop(token, None) is not None:
+            self.cluster.subscriptions.release(names.relay_channel(token))
+
+    def adopt_in_background(self, negotiated: NegotiatedConnection, transport: Transport) -> None:
+        """A stateful client came back through another process (``relayed``)."""
+        assert self._background is not None, "attach() a nursery first"
+        self._background.start_soon(self._adopt, negotiated, transport)
+
+    async def _adopt(self, negotiated: NegotiatedConnection, transport: Transport) -> None:
+        with error_boundary(log, "a relayed WebSocket", lambda _: transport.abort()):
+            connection = negotiated.connection
+            if connection is None:
+                return transport.abort()
+            negotiated.use(transport)
+            await connection.adopt(transport)
+
+    async def readiness(self) -> dict[str, dict[str, str]]:
+        """What this process depends on that does not answer now, by name:
+        empty when it is ready to serve (``GET /readyz``)."""
+        checks = {"backplane": self.cluster.backplane.check, **self.readiness_checks}
+        unavailable: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                with trio.fail_after(READINESS_TIMEOUT):
+                    await check()
+            except trio.TooSlowError:
+                unavailable[name] = "did not answer in time"
+            except Exception as error:  # any failure of a dependency means "not ready"
+                unavailable[name] = str(error) or type(error).__name__
+        return {"unavailable": unavailable} if unavailable else {}
 
     async def run_heartbeat(self) -> None:
         """Keep-alive, client timeouts and token expiry for every connection."""
@@ -271,6 +403,8 @@ class HubServer:
         return {
             "connections": len(self.connections),
             "negotiated": {"pending": self.registry.pending, "active": self.registry.active},
+            "gc": collector_statistics(),
+            "cluster": self.cluster.statistics(),
             "hubs": {
                 path: attrs.asdict(endpoint.router.statistics())
                 for path, endpoint in self.endpoints.items()

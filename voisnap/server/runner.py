@@ -23,6 +23,7 @@ from collections.abc import Callable
 import trio
 
 from .app import VoisnapApp
+from .collector import install_collector
 from .front_door import FrontDoor
 from .hub_server import HubServer
 from .hypercorn_bridge import HypercornBridge
@@ -41,9 +42,12 @@ def raise_open_file_limit() -> int:
     return hard
 
 
-def open_listener(host: str, port: int) -> socket.socket:
+def open_listener(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """``reuse_port``: one of several workers on the port (``server.workers``)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.create_server((host, port), family=family, backlog=BACKLOG)
+    listener = socket.create_server(
+        (host, port), family=family, backlog=BACKLOG, reuse_port=reuse_port
+    )
     listener.setblocking(False)
     return listener
 
@@ -54,12 +58,14 @@ def url_of(listener: socket.socket, tls: bool) -> str:
     return f"{'https' if tls else 'http'}://{shown}:{port}"
 
 
-async def serve(hubs: HubServer, *, ready: Callable[[str], None] = print) -> None:
+async def serve(
+    hubs: HubServer, *, ready: Callable[[str], None] = print, reuse_port: bool = False
+) -> None:
     """Run ``hubs`` (from ``create_server`` or ``create_product``) until SIGINT
     or SIGTERM; ``ready`` is told the URL once it listens."""
     settings = hubs.settings
     raise_open_file_limit()
-    listener = open_listener(settings.host, settings.port)
+    listener = open_listener(settings.host, settings.port, reuse_port=reuse_port)
     bridge = HypercornBridge(VoisnapApp(hubs), settings)
     front_door = FrontDoor(hubs, bridge)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -71,6 +77,7 @@ async def serve(hubs: HubServer, *, ready: Callable[[str], None] = print) -> Non
             # future collection, so that full collections stay short.
             gc.collect()
             gc.freeze()
+            install_collector()
             async with trio.open_nursery() as connections:
                 hubs.attach(connections)
                 async with trio.open_nursery() as main:

@@ -113,6 +113,12 @@ class LongPolling(QueuedTransport):
     def _socket(self) -> socket.socket | None:
         return self._polling_socket  # a poll stuck writing to a stalled client
 
+    def end_poll(self) -> None:
+        """The client of the poll in flight is gone (it was relayed from another
+        process): end it with 204, before it takes any message."""
+        if self._poll is not None:
+            self._poll.cancel()
+
     def delete(self) -> None:
         """The client's DELETE: the connection is over."""
         self._mark_closed()
