@@ -20,6 +20,8 @@ FAST_SETTINGS = {
     "client_result_timeout": "2",
     "shutdown_timeout": "2",
     "request_head_timeout": "2",
+    "task_lease": "2",
+    "task_lease_renewal": "0.5",
 }
 
 

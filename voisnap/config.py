@@ -26,8 +26,9 @@ KIB = 1024
 MIB = 1024 * KIB
 
 
-def setting(default: Any, help: str, **kwargs: Any) -> Any:
-    return attrs.field(default=default, metadata={"help": help}, **kwargs)
+def setting(default: Any, help: str, *, flag: str | None = None, **kwargs: Any) -> Any:
+    metadata = {"help": help} if flag is None else {"help": help, "flag": flag}
+    return attrs.field(default=default, metadata=metadata, **kwargs)
 
 
 def repeatable(help: str, flag: str, separator: str) -> Any:
@@ -71,6 +72,12 @@ class Settings:
     )
     cross_process_timeout: float = setting(
         5.0, "seconds an operation on a connection held by another process may take"
+    )
+    database_url: str | None = setting(
+        None,
+        "PostgreSQL for the shared store (postgresql://user:password@host:port/db); "
+        "default: SQLite in the data dir",
+        flag="--database",
     )
 
     # -- hub protocol timings (ASP.NET Core defaults) --
@@ -118,6 +125,12 @@ class Settings:
     agent_token_delay: float = setting(
         0.03, "seconds between the built-in agent's streamed words (its writing pace)"
     )
+    task_lease: float = setting(
+        15.0, "seconds a running task stays its process's without a renewal; then it fails"
+    )
+    task_lease_renewal: float = setting(
+        5.0, "seconds between renewals of a running task's lease (and polls for queued tasks)"
+    )
 
     # -- limits --
     max_message_size: int = setting(32 * KIB, "largest hub message a client may send, in bytes")
@@ -148,6 +161,8 @@ class Settings:
     )
 
     def __attrs_post_init__(self) -> None:
+        if not 0 < self.task_lease_renewal < self.task_lease:
+            raise ValueError("--task-lease-renewal must be positive and less than --task-lease")
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
         if self.workers > 1 and not self.redis_url:

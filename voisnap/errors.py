@@ -12,6 +12,11 @@ class HubError(Exception):
     """
 
 
+class ServiceUnavailable(HubError):
+    """Something the server depends on (its database) cannot be reached now.
+    The text is safe to show; REST answers it with 503."""
+
+
 class ConnectionClosed(Exception):
     """The transport under a connection is gone. ``reason`` says why, for logs."""
 

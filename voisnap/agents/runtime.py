@@ -2,31 +2,41 @@
 
 docs/hubs/chat.md, "Tasks": a task that was streaming when its client
 reconnected goes on, and the client sees a possibly-incomplete stream followed
-by TaskCompleted once the task finishes. So a task belongs to the server, not to the connection that
-asked for it: tasks wait in a queue and run on a fixed number of workers in the
-server's nursery, and a client that disconnects does not cancel anything.
+by TaskCompleted once the task finishes. So a task belongs to the server, not
+to the connection that asked for it, and a client that disconnects does not
+cancel anything.
+
+The queue is the store (issue 11): any process may run any queued task,
+exactly once. A fixed number of workers in the server's nursery claim the
+oldest queued task with a lease (``Store.claim_task``) and renew it while the
+agent runs; a task whose process died fails ("interrupted") once its lease
+lapses, found by whichever process looks first, so restarting one process
+never fails another's live task, and the queued tasks of a dead process run
+elsewhere. Processes wake each other when a task is queued and pass on a
+cancel to the one running the task (``TaskSignals``); polling the store makes
+up for a lost signal.
 
 The runtime turns an agent's events into stored records and tells a
 ``TaskEvents`` sink (the chat hub's event router) what happened, in the order
-docs/hubs/chat.md ("Task events") gives: started, status checkpoints, stream chunks (the last one
-``isFinal``), tool calls, the final message (stored first), then completed,
-failed or cancelled.
-
-After a restart, a task that was running is marked failed ("interrupted"),
-and queued tasks run.
+docs/hubs/chat.md ("Task events") gives: started, status checkpoints, stream
+chunks (the last one ``isFinal``), tool calls, the final message (stored
+first), then completed, failed or cancelled.
 """
 
 from __future__ import annotations
 
+import datetime
 import itertools
 import logging
 import uuid
+from collections.abc import Callable
 from typing import Any, Protocol
 
+import attrs
 import trio
 
-from ..failures import error_boundary, report_unexpected
-from ..storage.base import Message, Store, Task, TaskState, utc_now
+from ..failures import error_boundary, report_client_error, report_unexpected
+from ..storage.base import Message, Store, StoreError, Task, TaskState, utc_now
 from .base import (
     AgentError,
     AgentRequest,
@@ -41,7 +51,7 @@ from .registry import AgentRegistry, UnknownAgent
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "The task was interrupted by a server restart."
+INTERRUPTED = "The task was interrupted: the process running it stopped."
 UNEXPECTED = "The agent failed unexpectedly."
 HISTORY = 50  # earlier messages an agent is given
 
@@ -74,6 +84,30 @@ class TaskEvents(Protocol):
     async def cancelled(self, task: Task, cancelled_by: str) -> None: ...
 
 
+class TaskSignals(Protocol):
+    """How runtimes in several processes tell each other about tasks (over the
+    backplane; ``apps.chat.signals``). Both are hints: a lost one is made up
+    for by polling the store."""
+
+    async def listen(self, queued: Callable[[], None], cancel: Callable[[str, str], bool]) -> None:
+        """From now on, call ``queued()`` when another process queued a task and
+        ``cancel(task_id, by)`` when one asks to cancel a task."""
+
+    async def task_queued(self) -> None: ...
+
+    async def cancel(self, task_id: str, by: str) -> None: ...
+
+
+@attrs.frozen
+class Leases:
+    """How long a claimed task is this process's without news (``length``), and
+    how often the news comes (``renewal``): a lease renewed every ``renewal``
+    seconds lapses ``length`` seconds after its process died."""
+
+    length: float = 15.0
+    renewal: float = 5.0
+
+
 class TaskRuntime:
     def __init__(
         self,
@@ -83,52 +117,65 @@ class TaskRuntime:
         *,
         workers: int,
         queue_limit: int,
+        node: str = "",
+        leases: Leases = Leases(),
+        signals: TaskSignals | None = None,
     ) -> None:
         self._store = store
         self._agents = agents
         self._events = events
         self._workers = workers
         self._queue_limit = queue_limit
-        self._queue: list[str] = []  # task ids, oldest first
+        self._node = node or uuid.uuid4().hex
+        self._leases = leases
+        self._signals = signals
         self._arrived = trio.lowlevel.ParkingLot()
         self._running: dict[str, trio.CancelScope] = {}
         self._cancelled_by: dict[str, str] = {}
+        self._lost: set[str] = set()
         self._questions = PendingQuestions()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Recover from a restart, then run tasks forever (in the server's nursery)."""
-        for task in await self._store.recover_tasks(INTERRUPTED):
-            self._queue.append(task.task_id)
-        async with trio.open_nursery() as workers:
+        """Run tasks forever (in the server's nursery): claim queued ones from
+        the store, and fail those whose process died (their lease lapsed)."""
+        if self._signals is not None:
+            await self._signals.listen(self._wake, self._cancel_here)
+        async with trio.open_nursery() as nursery:
             for _ in range(self._workers):
-                workers.start_soon(self._work)
+                nursery.start_soon(self._work)
+            nursery.start_soon(self._expire_lapsed_leases)
             task_status.started()
 
     # -- what the hub asks -------------------------------------------------------------------
 
-    def submit(self, task: Task) -> None:
-        if len(self._queue) >= self._queue_limit:
+    async def check_capacity(self) -> None:
+        """Refuse before storing anything when too many tasks wait, on any process."""
+        if await self._store.count_queued() >= self._queue_limit:
             raise RuntimeBusy("Too many tasks are waiting; try again shortly.")
-        self._queue.append(task.task_id)
-        self._arrived.unpark()
 
-    def check_capacity(self) -> None:
-        """Refuse before storing anything when the queue is full."""
-        if len(self._queue) >= self._queue_limit:
-            raise RuntimeBusy("Too many tasks are waiting; try again shortly.")
+    async def submit(self, task: Task) -> None:
+        """``task`` is queued in the store: wake a worker here, and every other process's."""
+        self._wake()
+        if self._signals is not None:
+            await self._signals.task_queued()
 
     async def cancel(self, task: Task, cancelled_by: str) -> None:
-        """Cancel a queued or running task; a finished one is left alone."""
-        if task.task_id in self._queue:
-            self._queue.remove(task.task_id)
-            finished = await self._store.finish_task(
-                task.task_id, TaskState.CANCELLED, cancelled_by=cancelled_by
-            )
-            if finished is not None:
-                await self._events.cancelled(finished, cancelled_by)
-        elif task.task_id in self._running:
-            self._cancelled_by.setdefault(task.task_id, cancelled_by)
-            self._running[task.task_id].cancel()
+        """Cancel a queued task (now) or a running one (its runner stops it,
+        wherever it runs); a finished one is left alone."""
+        cancelled = await self._store.request_cancel(task.task_id, cancelled_by)
+        if cancelled is not None:
+            await self._events.cancelled(cancelled, cancelled_by)
+        elif not self._cancel_here(task.task_id, cancelled_by) and self._signals is not None:
+            await self._signals.cancel(task.task_id, cancelled_by)
+
+    def _cancel_here(self, task_id: str, cancelled_by: str) -> bool:
+        """Stop a task that runs in this process; False if it does not."""
+        scope = self._running.get(task_id)
+        if scope is None:
+            return False
+        self._cancelled_by.setdefault(task_id, cancelled_by)
+        scope.cancel()
+        return True
 
     @property
     def questions(self) -> PendingQuestions:
@@ -137,37 +184,90 @@ class TaskRuntime:
 
     # -- workers -----------------------------------------------------------------------------
 
-    async def _work(self) -> None:
-        """One worker. Each task runs in its own error boundary: a task whose
-        failure could not even be recorded (the store is down) costs that
-        task, never the worker or the server."""
-        while True:
-            while not self._queue:
-                await self._arrived.park()
-            with error_boundary(log, "running a task"):
-                await self._run_task(self._queue.pop(0))
+    def _wake(self) -> None:
+        self._arrived.unpark_all()  # every idle worker tries; the store gives each task once
 
-    async def _run_task(self, task_id: str) -> None:
-        # The scope is findable from the moment the task leaves the queue, so a
-        # cancel that comes while the task is being started is not lost.
-        scope = self._running[task_id] = trio.CancelScope()
+    async def _work(self) -> None:
+        """One worker: claim the oldest queued task, run it, repeat; between
+        tasks, wait to be woken, or poll the store (another process's wake-up
+        may have been lost). Each task runs in its own error boundary."""
+        while True:
+            task = await self._claim()
+            if task is None:
+                with trio.move_on_after(self._leases.renewal):
+                    await self._arrived.park()
+                continue
+            with error_boundary(log, "running a task"):
+                await self._run_task(task)
+
+    async def _claim(self) -> Task | None:
+        now = utc_now()
+        lease_until = now + datetime.timedelta(seconds=self._leases.length)
         try:
-            with scope:
-                task = await self._store.start_task(task_id, utc_now())
-                if task is None:
-                    return  # cancelled while queued
-                await self._events.started(task)
-                final = await self._drive(task)
-                await self._finish(task, final)
-        except (UnknownAgent, AgentError) as error:
-            await self._fail(task_id, str(error))
-        except Exception as error:
-            report_unexpected(log, f"the agent of task {task_id}", error)
-            await self._fail(task_id, UNEXPECTED)
+            return await self._store.claim_task(self._node, now, lease_until)
+        except StoreError as error:
+            report_client_error(log, "the store cannot be asked for work now", str(error))
+            return None
+
+    async def _run_task(self, task: Task) -> None:
+        # The scope is findable from the moment the task is claimed, so a
+        # cancel that comes while the task is being started is not lost.
+        task_id = task.task_id
+        scope = self._running[task_id] = trio.CancelScope()
+        failure: str | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._keep_lease, task_id, scope)
+                try:
+                    with scope:
+                        await self._events.started(task)
+                        final = await self._drive(task)
+                        await self._finish(task, final)
+                except (UnknownAgent, AgentError) as error:
+                    failure = str(error)
+                except Exception as error:
+                    report_unexpected(log, f"the agent of task {task_id}", error)
+                    failure = UNEXPECTED
+                finally:
+                    nursery.cancel_scope.cancel()
         finally:
             del self._running[task_id]
-        if scope.cancelled_caught:
+        if failure is not None:
+            await self._fail(task_id, failure)
+        elif scope.cancelled_caught:
             await self._cancelled(task_id)
+
+    async def _keep_lease(self, task_id: str, scope: trio.CancelScope) -> None:
+        """Renew the task's lease while it runs; stop it if the lease is lost
+        (another process failed it) or someone asked, anywhere, to cancel it."""
+        while True:
+            await trio.sleep(self._leases.renewal)
+            until = utc_now() + datetime.timedelta(seconds=self._leases.length)
+            try:
+                held = await self._store.renew_lease(task_id, self._node, until)
+                asked_by = await self._store.cancel_requested(task_id)
+            except StoreError as error:
+                report_client_error(log, "a task's lease could not be renewed", str(error))
+                continue
+            if not held:
+                self._lost.add(task_id)
+                scope.cancel()
+            elif asked_by is not None:
+                self._cancel_here(task_id, asked_by)
+
+    async def _expire_lapsed_leases(self) -> None:
+        """Tasks whose process died fail ("interrupted"), found by whichever
+        process looks first; at start-up too, for this process's earlier life."""
+        while True:
+            with error_boundary(log, "expiring task leases"):
+                try:
+                    lapsed = await self._store.expire_leases(utc_now(), INTERRUPTED)
+                except StoreError as error:
+                    report_client_error(log, "task leases cannot be checked now", str(error))
+                    lapsed = []
+                for task in lapsed:
+                    await self._events.failed(task, INTERRUPTED)
+            await trio.sleep(self._leases.renewal)
 
     async def _drive(self, task: Task) -> Final:
         """Run the agent, reporting each event; its Final."""
@@ -222,26 +322,35 @@ class TaskRuntime:
             task_id=task.task_id,
         )
         done = await self._store.complete_task(
-            task.task_id, reply=reply, tokens_used=final.tokens_used
+            task.task_id, self._node, reply=reply, tokens_used=final.tokens_used
         )
+        if done is None:
+            return  # the lease was lost: another process decided this task's end
         if task.is_streaming:
             await self._events.chunk(done, "", True)
         await self._events.message(done, reply)
         await self._events.completed(done)
 
     async def _fail(self, task_id: str, error: str) -> None:
-        failed = await self._store.finish_task(task_id, TaskState.FAILED, error=error)
+        failed = await self._store.finish_task(
+            task_id, TaskState.FAILED, error=error, node=self._node
+        )
         if failed is not None:
             await self._events.failed(failed, error)
 
     async def _cancelled(self, task_id: str) -> None:
         by = self._cancelled_by.pop(task_id, None)
+        if task_id in self._lost:
+            self._lost.discard(task_id)
+            return  # not cancelled: the lease was lost, and its end decided elsewhere
         with trio.CancelScope(shield=True):
             task = await self._store.get_task_by_id(task_id)
             if task is None:
                 return
             by = by or task.owner.user_id
-            finished = await self._store.finish_task(task_id, TaskState.CANCELLED, cancelled_by=by)
+            finished = await self._store.finish_task(
+                task_id, TaskState.CANCELLED, cancelled_by=by, node=self._node
+            )
             if finished is not None:
                 await self._events.cancelled(finished, by)
 

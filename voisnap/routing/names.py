@@ -15,6 +15,7 @@ Names:
 - ``connection_channel(hub, tenant, connection_id)``: one connection (commands
   for it: join a group, invoke a client result, close...);
 - ``node_channel(node)``: one process (close a user's connections there);
+- ``tasks_channel()``: the task runtimes of every process;
 - ``negotiation_key(token)``: a negotiated connection token, valid on every process;
 - ``claim_key(token)``: which process owns a connection (the first transport
   request's); ``early_key(token)``: bytes POSTed before any process claimed it;
@@ -71,6 +72,11 @@ def relay_channel(token: str) -> str:
 def relay_back_channel(relay_id: str) -> str:
     """What the owner of a relayed WebSocket sends back to the relaying process."""
     return _join("relayed", relay_id)
+
+
+def tasks_channel() -> str:
+    """Every process's task runtime: a task was queued, a task is to be cancelled."""
+    return _join("tasks")
 
 
 def nodes_key() -> str:

@@ -23,6 +23,7 @@ import logging
 from typing import Any
 
 from ..asgi import Receive, Scope, Send
+from ..errors import ServiceUnavailable
 from ..failures import error_boundary
 from ..transports.asgi_websocket import AsgiWebSocket
 from ..transports.base import TransportType
@@ -130,7 +131,10 @@ class VoisnapApp:
             raise HttpError(405, "Method Not Allowed")
         route, params = found
         principal = self.hubs.authenticate(headers, query)
-        status, document = await route.handler(RestRequest(principal, params, query))
+        try:
+            status, document = await route.handler(RestRequest(principal, params, query))
+        except ServiceUnavailable as error:
+            raise HttpError(503, str(error)) from None
         return status, "application/json", json_body(document), []
 
     def _preflight(self, headers: dict[str, str]) -> tuple[int, str, bytes, list]:

@@ -6,10 +6,11 @@ reconnect is stored before it is announced: a user's message before
 ``TaskQueued``, the agent's final message before ``ReceiveMessage`` and
 ``TaskCompleted``.
 
-``Store`` is the interface; ``SqliteStore`` (``storage.sqlite``) is the embedded
-default, and a shared store (Redis, a later issue) will implement the same
-methods. Records are frozen attrs classes; ids are opaque strings; times are
-timezone-aware UTC datetimes.
+``Store`` is the interface; ``SqlStore`` (``storage.sql``) implements it once
+for both databases: ``SqliteStore`` (``storage.sqlite``), the embedded default,
+and ``PostgresStore`` (``storage.postgres``), shared by processes on several
+hosts. One conformance suite runs on both. Records are frozen attrs classes;
+ids are opaque strings; times are timezone-aware UTC datetimes.
 
 Every read takes the caller's tenant and user: a record of another user or
 tenant is simply not found, so ids cannot be probed.
@@ -22,6 +23,8 @@ import enum
 from typing import Any, Protocol
 
 import attrs
+
+from ..errors import HubError, ServiceUnavailable
 
 
 def utc_now() -> datetime.datetime:
@@ -89,6 +92,10 @@ class Task:
     tokens_used: int | None = None
     result_message_id: str | None = None
     cancelled_by: str | None = None
+    lease_owner: str | None = None
+    """The process running it (or the last one that did)."""
+    cancel_requested_by: str | None = None
+    """Who asked to cancel it while it ran, for its runner to see."""
 
 
 @attrs.frozen
@@ -110,8 +117,13 @@ class Accepted:
     session_created: bool
 
 
-class StoreError(Exception):
-    """The store cannot do what was asked (a clear, client-safe reason)."""
+class StoreError(HubError):
+    """The store cannot do what was asked (a clear, client-safe reason: a hub
+    method that lets it through answers with its text)."""
+
+
+class StoreUnavailable(StoreError, ServiceUnavailable):
+    """The database cannot be reached now; the operation did not happen."""
 
 
 class Store(Protocol):
@@ -147,11 +159,31 @@ class Store(Protocol):
     async def get_task_by_id(self, task_id: str) -> Task | None:
         """For the runtime, which acts for the owner already."""
 
-    async def start_task(self, task_id: str, started_at: datetime.datetime) -> Task | None:
-        """queued -> running; None if the task is no longer queued (cancelled)."""
+    async def count_queued(self) -> int: ...
 
-    async def complete_task(self, task_id: str, *, reply: Message, tokens_used: int) -> Task:
-        """running -> completed, with the agent's final message stored with it."""
+    async def claim_task(
+        self, node: str, now: datetime.datetime, lease_until: datetime.datetime
+    ) -> Task | None:
+        """The oldest queued task, now running on ``node`` until ``lease_until``;
+        None if nothing is queued. Exactly one caller gets each task."""
+
+    async def renew_lease(self, task_id: str, node: str, lease_until: datetime.datetime) -> bool:
+        """False if ``node`` no longer holds the task's lease."""
+
+    async def expire_leases(self, now: datetime.datetime, error: str) -> list[Task]:
+        """Running tasks whose lease lapsed before ``now`` fail with ``error``."""
+
+    async def request_cancel(self, task_id: str, by: str) -> Task | None:
+        """Cancel a queued task now (returned), or mark a running one for its runner."""
+
+    async def cancel_requested(self, task_id: str) -> str | None:
+        """Who asked to cancel the running task, if anyone did."""
+
+    async def complete_task(
+        self, task_id: str, node: str, *, reply: Message, tokens_used: int
+    ) -> Task | None:
+        """running -> completed, with the agent's final message stored with it;
+        None if ``node`` no longer holds the task's lease."""
 
     async def finish_task(
         self,
@@ -160,12 +192,13 @@ class Store(Protocol):
         *,
         error: str | None = None,
         cancelled_by: str | None = None,
+        node: str | None = None,
     ) -> Task | None:
-        """-> failed or cancelled; None if it had finished already."""
+        """-> failed or cancelled; None if it had finished already (or ``node``
+        no longer holds its lease)."""
 
-    async def recover_tasks(self, error: str) -> list[Task]:
-        """After a restart: running tasks fail with ``error``; the queued ones
-        are returned, oldest first, to run again."""
+    async def ping(self) -> None:
+        """Readiness: raises unless the database answers now."""
 
     async def add_note(self, note: Note) -> None: ...
 

@@ -73,7 +73,7 @@ class ChatHub(Hub):
         _check_request(request)
         try:
             services.agents.get(request.agent_id)
-            services.runtime.check_capacity()
+            await services.runtime.check_capacity()
         except (UnknownAgent, RuntimeBusy) as error:
             raise HubError(str(error)) from None
         accepted = await self._accept(request)
@@ -84,11 +84,7 @@ class ChatHub(Hub):
         if accepted.session_created:
             await self.groups.add(self.context.connection_id, session_group(task.session_id))
         await services.events.queued(task)
-        try:
-            services.runtime.submit(task)
-        except RuntimeBusy as error:
-            await services.store.finish_task(task.task_id, TaskState.FAILED, error=str(error))
-            await services.events.failed(task, str(error))
+        await services.runtime.submit(task)
         session = await services.store.update_session(
             self.owner, task.session_id, updated_at=task.created_at, title=None
         )
