@@ -1,26 +1,31 @@
-"""TaskRuntime: queued tasks run on a fixed number of workers, report to ``TaskEvents``.
+"""TaskRuntime: tasks claimed with leases, run by workers, reported to ``TaskEvents``.
 
-Each test runs a real ``TaskRuntime`` on a real ``SqliteStore`` in ``tmp_path``,
-with small fake agents (one streams tokens with a short ``trio.sleep`` between
-them, one waits at a gate the test opens, one raises ``AgentError``, one raises
-something else, one waits for an approval) and a recording ``TaskEvents``. It
-checks the order the seed gives (started, status, tool calls, chunks with a
-last ``isFinal`` one, the message — stored before it is announced — then
-completed, failed or cancelled), cancellation of queued and running tasks, the
-worker and queue limits, recovery after a restart, and agents waiting on a person.
+Each test runs real ``TaskRuntime``\\ s on a real store (SQLite in ``tmp_path``; the tests
+of several runtimes also on a real PostgreSQL), with small fake agents (one streams
+tokens with a short ``trio.sleep`` between them, one waits at a gate the test opens, one
+raises ``AgentError``, one raises something else, one waits for an approval) and a
+recording ``TaskEvents``. It checks the order the seed gives (started, status, tool
+calls, chunks with a last ``isFinal`` one, the message — stored before it is announced —
+then completed, failed or cancelled), cancellation of queued and running tasks, the
+worker and queue limits, and agents waiting on a person; and, since issue 11, leases:
+two runtimes (two nodes, each with its own store on one database, as two processes) run
+each task once; a task whose runner died fails "interrupted", found by the other's
+expiry loop and reported through ``events.failed``, while its queued tasks run on the
+other; a runtime whose lease was taken away stops without reporting anything; a cancel
+asked for on another node (through the store, no signals) is noticed at the next renewal.
 
-The store answers from worker threads, so the real clock is used (the autojump
-clock would jump to a ``fail_after`` deadline while a thread works). Nothing
-sleeps to wait for an event: the recorder wakes waiters on every event, gates
-are ``trio.Event``s, and ``ObservedStore.settle`` waits until every task is
-blocked *and* no store call is in flight — the point where a runtime that was
-going to do something has done it.
+Leases are short (``LEASES``: 1 s, renewed every 0.2 s), and the store answers from worker
+threads, so the real clock is used (the autojump clock would jump to a ``fail_after``
+deadline while a thread works). Nothing sleeps to wait for an event: the recorder wakes
+waiters on every event, gates are ``trio.Event``\\ s, and ``settle`` waits until every
+task is blocked *and* no store call is in flight — the point where a runtime that was
+going to do something has done it (short of its next poll).
 """
 
 from __future__ import annotations
 
 import datetime
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -30,6 +35,7 @@ import pytest
 import trio
 import trio.testing
 
+from tests.storage.backends import Backend, Database, postgres_database, sqlite_database
 from voisnap.agents.base import (
     AgentContext,
     AgentError,
@@ -43,13 +49,15 @@ from voisnap.agents.base import (
     ToolStarted,
 )
 from voisnap.agents.registry import AgentEntry, AgentRegistry
-from voisnap.agents.runtime import INTERRUPTED, UNEXPECTED, RuntimeBusy, TaskRuntime
-from voisnap.storage.base import Message, Owner, Session, Task, TaskState
-from voisnap.storage.sqlite import SqliteStore
+from voisnap.agents.runtime import INTERRUPTED, UNEXPECTED, Leases, RuntimeBusy, TaskRuntime
+from voisnap.storage.base import Message, Owner, Session, Store, Task, TaskState, utc_now
 
-CEILING = 10
+CEILING = 15
+LEASES = Leases(length=1.0, renewal=0.2)
+NOTICED = 3.0  # a lease's end or a cancel request is noticed within a few renewals
 ADA = Owner("acme", "ada")
 T0 = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)
+BOTH = pytest.mark.parametrize("database", ["sqlite", "postgres"], indirect=True)
 
 
 # -- fake agents -----------------------------------------------------------------------------------
@@ -85,6 +93,7 @@ class GatedAgent:
     def __init__(self) -> None:
         self.entered: defaultdict[str, trio.Event] = defaultdict(trio.Event)
         self.release: defaultdict[str, trio.Event] = defaultdict(trio.Event)
+        self.exited: defaultdict[str, trio.Event] = defaultdict(trio.Event)
         self.active = 0
         self.most_active = 0
 
@@ -98,6 +107,7 @@ class GatedAgent:
             await self.release[request.task_id].wait()
         finally:
             self.active -= 1
+            self.exited[request.task_id].set()
         yield Token("after")
         yield Final("before after", tokens_used=2)
 
@@ -151,20 +161,33 @@ class AskingAgent:
 # -- the recording sink and the observed store -----------------------------------------------------
 
 
+class Changes:
+    """Wakes waiters on every event any recorder of a test records (nodes share one)."""
+
+    def __init__(self) -> None:
+        self._changed = trio.Event()
+
+    def notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait(self) -> None:
+        await self._changed.wait()
+
+
 class RecordingEvents:
     """Every ``TaskEvents`` call, in order; ``message`` also reads the store."""
 
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: Store, changes: Changes) -> None:
         self.store = store
         self.log: list[tuple[Any, ...]] = []
-        self._changed = trio.Event()
+        self._changes = changes
         self.started_gate: trio.Event | None = None
         self.in_started = trio.Event()
 
     def _record(self, *entry: Any) -> None:
         self.log.append(entry)
-        self._changed.set()
-        self._changed = trio.Event()
+        self._changes.notify()
 
     def of(self, task_id: str) -> list[tuple[Any, ...]]:
         return [entry for entry in self.log if entry[1] == task_id]
@@ -174,7 +197,7 @@ class RecordingEvents:
 
     async def wait_until(self, condition: Callable[[], bool]) -> None:
         while not condition():
-            await self._changed.wait()
+            await self._changes.wait()
 
     async def wait_for(self, kind: str, task_id: str) -> tuple[Any, ...]:
         await self.wait_until(lambda: kind in self.kinds(task_id))
@@ -215,14 +238,18 @@ class RecordingEvents:
 
 
 class ObservedStore:
-    """The real store, counting calls in flight; a method may be held at a gate."""
+    """A real store, counting calls in flight. A method may be held at a gate before it
+    runs (``gates``), or after it returned something (``gates_after``: the claim is made
+    in the database, its result not yet back in the runtime)."""
 
-    def __init__(self, inner: SqliteStore) -> None:
+    def __init__(self, inner: Store) -> None:
         self._inner = inner
         self.in_flight = 0
         self._idle = trio.Event()
         self.gates: dict[str, trio.Event] = {}
+        self.gates_after: dict[str, trio.Event] = {}
         self.reached: defaultdict[str, trio.Event] = defaultdict(trio.Event)
+        self.reached_after: defaultdict[str, trio.Event] = defaultdict(trio.Event)
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self._inner, name)
@@ -233,32 +260,55 @@ class ObservedStore:
                 await self.gates[name].wait()
             self.in_flight += 1
             try:
-                return await method(*args, **kwargs)
+                result = await method(*args, **kwargs)
             finally:
                 self.in_flight -= 1
                 if self.in_flight == 0:
                     self._idle.set()
                     self._idle = trio.Event()
+            if name in self.gates_after and result is not None:
+                self.reached_after[name].set()
+                await self.gates_after.pop(name).wait()
+            return result
 
         return observed
 
-    async def settle(self) -> None:
-        """Until every task is blocked and no store call is running in a thread."""
-        while True:
-            await trio.testing.wait_all_tasks_blocked()
-            if self.in_flight == 0:
-                return
+    async def wait_idle(self) -> None:
+        if self.in_flight:
             await self._idle.wait()
+
+
+async def settle(*stores: ObservedStore) -> None:
+    """Until every task is blocked and no store call is running in a thread."""
+    while True:
+        await trio.testing.wait_all_tasks_blocked()
+        busy = [store for store in stores if store.in_flight]
+        if not busy:
+            return
+        await busy[0].wait_idle()
 
 
 # -- harness ---------------------------------------------------------------------------------------
 
 
+class Node:
+    """One process's view: its own store on the shared database, observed, and its events."""
+
+    def __init__(self, name: str, store: Store, changes: Changes) -> None:
+        self.name = name
+        self.inner = store
+        self.store = ObservedStore(store)
+        self.events = RecordingEvents(store, changes)
+
+
 class Harness:
-    def __init__(self, sqlite: SqliteStore) -> None:
-        self.sqlite = sqlite
-        self.store = ObservedStore(sqlite)
-        self.events = RecordingEvents(sqlite)
+    def __init__(self, backend: Backend, store: Store) -> None:
+        self.backend = backend
+        self.db = store
+        self.changes = Changes()
+        self.node_a = Node("node-a", store, self.changes)
+        self.store = self.node_a.store
+        self.events = self.node_a.events
         self.streamer = StreamingAgent()
         self.gated = GatedAgent()
         self.asking = AskingAgent()
@@ -267,9 +317,16 @@ class Harness:
         self.registry = AgentRegistry({a.agent_id: AgentEntry(a) for a in agents})
         self._numbers = iter(range(1, 1000))
 
-    def runtime(self, *, workers: int = 2, queue_limit: int = 10) -> TaskRuntime:
-        return TaskRuntime(self.store, self.registry, self.events,  # type: ignore[arg-type]
-                           workers=workers, queue_limit=queue_limit)
+    async def node(self, name: str) -> Node:
+        """Another process on the same database: its own store (connection or pool)."""
+        return Node(name, await self.backend.open(), self.changes)
+
+    def runtime(self, *, workers: int = 2, queue_limit: int = 10,
+                node: Node | None = None) -> TaskRuntime:
+        node = node or self.node_a
+        return TaskRuntime(node.store, self.registry, node.events,  # type: ignore[arg-type]
+                           workers=workers, queue_limit=queue_limit, node=node.name,
+                           leases=LEASES)
 
     async def accept(self, agent_id: str, content: str = "hello", *,
                      is_streaming: bool = True) -> Task:
@@ -280,31 +337,36 @@ class Harness:
         task = Task(f"task_{n}", "sess_1", ADA, agent_id, message.message_id, TaskState.QUEUED,
                     when, is_streaming=is_streaming)
         session = Session("sess_1", ADA, "title", when, when)
-        accepted = await self.sqlite.accept_message(session=session, message=message, task=task)
+        accepted = await self.db.accept_message(session=session, message=message, task=task)
         return accepted.task
 
     async def submit(self, runtime: TaskRuntime, agent_id: str, content: str = "hello",
                      *, is_streaming: bool = True) -> Task:
         task = await self.accept(agent_id, content, is_streaming=is_streaming)
-        runtime.submit(task)
+        await runtime.submit(task)
         return task
 
     async def stored(self, task: Task) -> Task:
-        found = await self.sqlite.get_task(ADA, task.task_id)
+        found = await self.db.get_task(ADA, task.task_id)
         assert found is not None
         return found
 
 
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    store = SqliteStore(tmp_path / "voisnap.db")
-    with trio.fail_after(CEILING):
-        await store.open()
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Database:
+    """SQLite unless a test asks for both (``BOTH``)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        return sqlite_database(tmp_path)
+    return postgres_database(request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture
+async def harness(database: Database) -> AsyncIterator[Harness]:
+    backend = Backend(database)
     try:
-        yield Harness(store)
+        yield Harness(backend, await backend.open())
     finally:
-        with trio.fail_after(CEILING):
-            await store.aclose()
+        await backend.aclose()
 
 
 @asynccontextmanager
@@ -333,6 +395,7 @@ async def test_runtime_completed_task_reports_events_in_order(harness: Harness) 
     log = events.of(task.task_id)
     started, status, tool_started, tool_completed = log[:4]
     assert started[2].state is TaskState.RUNNING and started[2].started_at is not None
+    assert started[2].lease_owner == "node-a"
     assert status[2:] == ("thinking", None)
     assert tool_started[2:] == ("calculator", {"expression": "1+1"})
     assert tool_completed[2:] == ("calculator", 5, True)
@@ -454,9 +517,9 @@ async def test_runtime_cancel_a_running_task(harness: Harness) -> None:
             await runtime.cancel(task, "bob")
             await runtime.cancel(task, "someone else")
             await events.wait_for("cancelled", task.task_id)
-            await harness.store.settle()
+            await settle(harness.store)
             await runtime.cancel(task, "late")  # finished by now: nothing happens
-            await harness.store.settle()
+            await settle(harness.store)
         stored = await harness.stored(task)
     assert events.kinds(task.task_id) == ["started", "status", "chunk", "cancelled"]
     assert events.of(task.task_id)[2][2:] == ("before ", False)
@@ -474,24 +537,25 @@ async def test_runtime_cancel_a_finished_task_does_nothing(harness: Harness) -> 
             await events.wait_for("completed", task.task_id)
             before = list(events.log)
             await runtime.cancel(task, "ada")
-            await harness.store.settle()
+            await settle(harness.store)
         stored = await harness.stored(task)
     assert events.log == before
     assert stored.state is TaskState.COMPLETED and stored.cancelled_by is None
 
 
-@pytest.mark.parametrize("window", ["start_task", "started-event"])
+@pytest.mark.parametrize("window", ["claim_task", "started-event"])
 async def test_runtime_cancel_while_a_worker_picks_the_task_up(
     harness: Harness, window: str
 ) -> None:
-    """A worker has taken the task off the queue but not yet registered its cancel
-    scope (``start_task`` in its thread, or the ``started`` event being sent):
-    ``cancel`` finds the task neither queued nor running and does nothing."""
+    """A worker is picking the task up: the claim is made in the database but its result
+    is not back in the runtime yet (``claim_task``), or the ``started`` event is being
+    sent. A cancel then finds the task running but not (or just) registered here; it is
+    still honoured, before the agent's reply: the task ends cancelled, never completed."""
     events, store = harness.events, harness.store
     gate = trio.Event()
-    if window == "start_task":
-        store.gates["start_task"] = gate
-        reached = store.reached["start_task"]
+    if window == "claim_task":
+        store.gates_after["claim_task"] = gate
+        reached = store.reached_after["claim_task"]
     else:
         events.started_gate = gate
         reached = events.in_started
@@ -510,6 +574,24 @@ async def test_runtime_cancel_while_a_worker_picks_the_task_up(
     assert (stored.state, stored.cancelled_by) == (TaskState.CANCELLED, "ada")
 
 
+async def test_runtime_a_cancel_requested_while_queued_never_runs(harness: Harness) -> None:
+    """Another process cancelled a queued task through the store: no worker takes it."""
+    events = harness.events
+    with trio.fail_after(CEILING):
+        cancelled = await harness.accept("streamer", "cancelled while queued")
+        assert await harness.db.request_cancel(cancelled.task_id, "ada") is not None
+        after = await harness.accept("streamer", "after it")
+        async with running(harness.runtime(workers=1)):
+            await events.wait_for("completed", after.task_id)
+            await settle(harness.store)
+        stored = await harness.stored(cancelled)
+    assert events.kinds(cancelled.task_id) == []
+    assert [r.content for r in harness.streamer.requests] == ["after it"]
+    assert (stored.state, stored.cancelled_by, stored.started_at) == (
+        TaskState.CANCELLED, "ada", None
+    )
+
+
 # -- limits ----------------------------------------------------------------------------------------
 
 
@@ -520,7 +602,7 @@ async def test_runtime_one_worker_runs_one_task_at_a_time(harness: Harness) -> N
             first = await harness.submit(runtime, "gated")
             second = await harness.submit(runtime, "gated")
             await gated.entered[first.task_id].wait()
-            await harness.store.settle()
+            await settle(harness.store)
             assert events.kinds(second.task_id) == []
             assert (await harness.stored(second)).state is TaskState.QUEUED
 
@@ -544,7 +626,7 @@ async def test_runtime_two_workers_run_two_tasks_at_once(harness: Harness) -> No
             tasks = [await harness.submit(runtime, "gated") for _ in range(3)]
             await gated.entered[tasks[0].task_id].wait()
             await gated.entered[tasks[1].task_id].wait()
-            await harness.store.settle()
+            await settle(harness.store)
             assert not gated.entered[tasks[2].task_id].is_set()
             assert gated.most_active == 2
             for task in tasks:
@@ -555,47 +637,175 @@ async def test_runtime_two_workers_run_two_tasks_at_once(harness: Harness) -> No
 
 
 async def test_runtime_queue_limit_refuses_with_runtime_busy(harness: Harness) -> None:
-    gated = harness.gated
+    """``check_capacity`` counts the tasks queued in the store (by any process), before
+    anything is stored; a worker taking one makes room again."""
+    gated, events = harness.gated, harness.events
     with trio.fail_after(CEILING):
         async with running(harness.runtime(workers=1, queue_limit=2)) as runtime:
             running_task = await harness.submit(runtime, "gated")
             await gated.entered[running_task.task_id].wait()  # off the queue now
-            await harness.submit(runtime, "gated")
-            await harness.submit(runtime, "gated")
-            extra = await harness.accept("gated")
+            first = await harness.submit(runtime, "gated")
+            await runtime.check_capacity()  # one waits
+            second = await harness.submit(runtime, "gated")
             with pytest.raises(RuntimeBusy) as caught:
-                runtime.submit(extra)
-            with pytest.raises(RuntimeBusy):
-                runtime.check_capacity()
+                await runtime.check_capacity()  # two wait
             assert str(caught.value) == "Too many tasks are waiting; try again shortly."
 
             gated.release[running_task.task_id].set()
-            await harness.events.wait_for("completed", running_task.task_id)
-            await harness.store.settle()
-            runtime.check_capacity()  # a worker took one: room again
-            runtime.submit(extra)
+            await gated.entered[first.task_id].wait()
+            await runtime.check_capacity()  # the worker took one: room again
+            gated.release[first.task_id].set()
+            gated.release[second.task_id].set()
+            await events.wait_for("completed", second.task_id)
 
 
-# -- restarts --------------------------------------------------------------------------------------
+# -- leases ----------------------------------------------------------------------------------------
 
 
-async def test_runtime_recovers_tasks_from_before_a_restart(harness: Harness) -> None:
+async def test_runtime_fails_a_task_whose_lease_lapsed_before_it_started(
+    harness: Harness,
+) -> None:
+    """A task was running in a process that died (here: this node's earlier life, before
+    a restart): its lease lapsed long ago, and the expiry loop fails it as interrupted,
+    through ``events.failed``. The tasks still queued from before run, oldest first."""
     events = harness.events
     with trio.fail_after(CEILING):
-        older = await harness.accept("streamer", "older")
         interrupted = await harness.accept("streamer", "was running")
-        await harness.sqlite.start_task(interrupted.task_id, T0)
+        claimed = await harness.db.claim_task("node-a", T0, T0 + datetime.timedelta(seconds=1))
+        assert claimed is not None and claimed.task_id == interrupted.task_id
+        older = await harness.accept("streamer", "older")
         newer = await harness.accept("streamer", "newer")
         async with running(harness.runtime(workers=1)):
+            failed = await events.wait_for("failed", interrupted.task_id)
             await events.wait_for("completed", older.task_id)
             await events.wait_for("completed", newer.task_id)
-            await harness.store.settle()
-        failed = await harness.stored(interrupted)
+            await settle(harness.store)
+        stored = await harness.stored(interrupted)
+    assert INTERRUPTED == "The task was interrupted: the process running it stopped."
+    assert events.kinds(interrupted.task_id) == ["failed"]
+    assert failed[2] == INTERRUPTED and failed[3] == stored
+    assert (stored.state, stored.error) == (TaskState.FAILED, INTERRUPTED)
     assert [e[1] for e in events.log if e[0] == "started"] == [older.task_id, newer.task_id]
-    assert events.kinds(interrupted.task_id) == []
-    assert (failed.state, failed.error) == (TaskState.FAILED, INTERRUPTED)
-    assert INTERRUPTED == "The task was interrupted by a server restart."
     assert [r.content for r in harness.streamer.requests] == ["older", "newer"]
+
+
+async def test_runtime_a_dead_runtimes_tasks_go_on_elsewhere(harness: Harness) -> None:
+    """Node A runs a task and has two more queued when it dies. Node B (its own store on
+    the same database) runs the queued ones, and, once A's lease lapsed, fails A's task
+    as interrupted and reports it through its own ``events.failed``."""
+    gated = harness.gated
+    a, b = harness.node_a, await harness.node("node-b")
+    with trio.fail_after(CEILING):
+        async with running(harness.runtime(workers=1)) as runtime_a:
+            was_running = await harness.submit(runtime_a, "gated")
+            await gated.entered[was_running.task_id].wait()
+            left = [await harness.submit(runtime_a, "streamer", f"left {n}") for n in range(2)]
+            await settle(a.store)
+        # A is gone: its worker stopped mid-task, nothing was written for it.
+        assert (await harness.stored(was_running)).state is TaskState.RUNNING
+        async with running(harness.runtime(workers=2, node=b)):
+            for task in left:
+                await b.events.wait_for("completed", task.task_id)
+            failed = await b.events.wait_for("failed", was_running.task_id)
+        stored = await harness.stored(was_running)
+    assert a.events.kinds(was_running.task_id) == ["started", "status", "chunk"]
+    for task in left:
+        assert a.events.kinds(task.task_id) == []
+        assert (await harness.stored(task)).lease_owner == "node-b"
+    assert b.events.kinds(was_running.task_id) == ["failed"]
+    assert failed[2] == INTERRUPTED
+    assert (stored.state, stored.error, stored.lease_owner) == (
+        TaskState.FAILED, INTERRUPTED, "node-a"
+    )
+
+
+@BOTH
+async def test_runtime_two_nodes_run_each_task_once(harness: Harness) -> None:
+    """Two runtimes with three workers each, each with its own store on one database, and
+    many queued tasks: every task starts once, runs its agent once and completes once."""
+    a, b = harness.node_a, await harness.node("node-b")
+    tasks = [await harness.accept("streamer", f"question {n}") for n in range(30)]
+    with trio.fail_after(CEILING * 2):
+        async with running(harness.runtime(workers=3)), \
+                running(harness.runtime(workers=3, node=b)):
+            for task in tasks:
+                await a.events.wait_until(
+                    lambda task=task: "completed" in a.events.kinds(task.task_id)
+                    or "completed" in b.events.kinds(task.task_id)
+                )
+            await settle(a.store, b.store)
+        stored = [await harness.stored(task) for task in tasks]
+    log = a.events.log + b.events.log
+    started = Counter(entry[1] for entry in log if entry[0] == "started")
+    completed = Counter(entry[1] for entry in log if entry[0] == "completed")
+    ran = Counter(request.task_id for request in harness.streamer.requests)
+    every_once = {task.task_id: 1 for task in tasks}
+    assert dict(started) == every_once
+    assert dict(completed) == every_once
+    assert dict(ran) == every_once
+    assert not [entry for entry in log if entry[0] in ("failed", "cancelled")]
+    assert all(task.state is TaskState.COMPLETED for task in stored)
+    for task in stored:  # reported by the node that held the lease
+        node = a if "started" in a.events.kinds(task.task_id) else b
+        assert task.lease_owner == node.name
+
+
+@pytest.mark.parametrize("when", ["while-running", "as-it-finishes"])
+async def test_runtime_a_lost_lease_stops_the_task_without_a_report(
+    harness: Harness, when: str
+) -> None:
+    """Someone else decided the task's end (here: its lease was expired in the store, as
+    another node would after a long pause of this one): the runtime stops it at its next
+    renewal, or finds out when it tries to complete it, and reports nothing — no
+    message, completed, failed or cancelled — and overwrites nothing."""
+    events, gated = harness.events, harness.gated
+    with trio.fail_after(CEILING):
+        async with running(harness.runtime()) as runtime:
+            task = await harness.submit(runtime, "gated")
+            await gated.entered[task.task_id].wait()
+            far = utc_now() + datetime.timedelta(hours=1)
+            [taken] = await harness.db.expire_leases(far, "taken away")
+            if when == "as-it-finishes":
+                gated.release[task.task_id].set()
+            with trio.fail_after(NOTICED):
+                await gated.exited[task.task_id].wait()
+            await settle(harness.store)
+        stored = await harness.stored(task)
+        messages = await harness.db.list_messages(ADA, "sess_1", limit=10, before=None)
+    kinds = events.kinds(task.task_id)
+    assert kinds[:3] == ["started", "status", "chunk"]
+    assert not {"message", "completed", "failed", "cancelled"} & set(kinds), kinds
+    assert stored == taken
+    assert (stored.state, stored.error) == (TaskState.FAILED, "taken away")
+    assert [m.role for m in messages] == ["user"]  # no reply was stored
+
+
+@BOTH
+async def test_runtime_cancel_asked_on_another_node_is_noticed_at_the_next_renewal(
+    harness: Harness,
+) -> None:
+    """Node B is asked to cancel a task that runs on node A. With no signals between them,
+    B can only mark it in the store; A sees the mark when it renews the lease and cancels
+    the task, reporting it (by whom) through its own events."""
+    gated = harness.gated
+    a, b = harness.node_a, await harness.node("node-b")
+    with trio.fail_after(CEILING):
+        async with running(harness.runtime()) as runtime_a:
+            task = await harness.submit(runtime_a, "gated")
+            await gated.entered[task.task_id].wait()
+            async with running(harness.runtime(node=b)) as runtime_b:
+                await runtime_b.cancel(task, "bob")
+                with trio.fail_after(NOTICED):
+                    cancelled = await a.events.wait_for("cancelled", task.task_id)
+                await settle(a.store, b.store)
+        stored = await harness.stored(task)
+    assert a.events.kinds(task.task_id) == ["started", "status", "chunk", "cancelled"]
+    assert b.events.kinds(task.task_id) == []
+    assert cancelled[2] == "bob"
+    assert (stored.state, stored.cancelled_by, stored.lease_owner) == (
+        TaskState.CANCELLED, "bob", "node-a"
+    )
+    assert gated.active == 0 and not gated.release[task.task_id].is_set()
 
 
 # -- a person in the loop --------------------------------------------------------------------------
@@ -609,7 +819,7 @@ async def test_runtime_agent_waits_for_an_approval(harness: Harness) -> None:
             await asking.asking.wait()
             [question] = runtime.questions.pending()
             assert question.startswith("approval_")
-            await harness.store.settle()
+            await settle(harness.store)
             assert not asking.finished_waiting
             assert events.kinds(task.task_id) == ["started", "status"]
             assert (await harness.stored(task)).state is TaskState.RUNNING
@@ -678,7 +888,7 @@ async def test_runtime_worker_survives_a_task_whose_failure_cannot_be_recorded(
             return refuse
 
     runtime = TaskRuntime(RefusingStore(), harness.registry, events,  # type: ignore[arg-type]
-                          workers=1, queue_limit=10)
+                          workers=1, queue_limit=10, node="node-a", leases=LEASES)
     with trio.fail_after(CEILING):
         async with running(runtime):
             crashed = await harness.submit(runtime, "crashing")

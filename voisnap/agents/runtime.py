@@ -216,6 +216,11 @@ class TaskRuntime:
         scope = self._running[task_id] = trio.CancelScope()
         failure: str | None = None
         try:
+            # A cancel asked for between the claim and now found no scope here:
+            # the store has it.
+            asked_by = await self._store.cancel_requested(task_id)
+            if asked_by is not None:
+                self._cancel_here(task_id, asked_by)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._keep_lease, task_id, scope)
                 try:

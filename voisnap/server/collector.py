@@ -15,6 +15,10 @@ uncollectable. ``GarbageCollectorWatch`` times the gap between the two and keeps
 per generation, counts, the longest pause, a coarse histogram and the last
 ``RECENT`` pauses. ``GET /stats`` shows them under ``"gc"``.
 
+A pause is wall-clock time: what the connections wait. On a busy machine it also
+holds time the process was not scheduled, so the thread's CPU time is kept too
+(``longest_cpu_ms``): that part is the collector's own work.
+
 Collections never overlap (the collector refuses to start a second one while one
 runs), so one start time is enough, whichever thread the collection runs on.
 """
@@ -46,6 +50,9 @@ class GenerationStatistics:
     uncollectable: int
     longest_ms: float
     total_ms: float
+    longest_cpu_ms: float
+    """The most CPU time one collection used (on the thread that ran it)."""
+    total_cpu_ms: float
     histogram_ms: dict[str, int]
     """Pauses by duration: the key is the bucket's upper bound in ms ("inf": the rest)."""
     recent_ms: tuple[float, ...]
@@ -67,8 +74,10 @@ class _Generation:
         "collections",
         "histogram",
         "longest",
+        "longest_cpu",
         "recent",
         "total",
+        "total_cpu",
         "uncollectable",
     )
 
@@ -78,15 +87,19 @@ class _Generation:
         self.uncollectable = 0
         self.longest = 0.0
         self.total = 0.0
+        self.longest_cpu = 0.0
+        self.total_cpu = 0.0
         self.histogram = [0] * (len(BUCKETS_MS) + 1)
         self.recent: deque[float] = deque(maxlen=RECENT)
 
-    def record(self, pause_ms: float, info: dict[str, int]) -> None:
+    def record(self, pause_ms: float, cpu_ms: float, info: dict[str, int]) -> None:
         self.collections += 1
         self.collected += info.get("collected", 0)
         self.uncollectable += info.get("uncollectable", 0)
         self.longest = max(self.longest, pause_ms)
         self.total += pause_ms
+        self.longest_cpu = max(self.longest_cpu, cpu_ms)
+        self.total_cpu += cpu_ms
         self.histogram[_bucket(pause_ms)] += 1
         self.recent.append(pause_ms)
 
@@ -99,6 +112,8 @@ class _Generation:
             uncollectable=self.uncollectable,
             longest_ms=round(self.longest, 3),
             total_ms=round(self.total, 3),
+            longest_cpu_ms=round(self.longest_cpu, 3),
+            total_cpu_ms=round(self.total_cpu, 3),
             histogram_ms=dict(zip(labels, self.histogram, strict=True)),
             recent_ms=tuple(round(pause, 3) for pause in self.recent),
         )
@@ -115,10 +130,11 @@ class GarbageCollectorWatch:
     """Times every collection through ``gc.callbacks``; ``install``/``uninstall``
     are idempotent."""
 
-    def __init__(self, clock: Any = time.perf_counter) -> None:
+    def __init__(self, clock: Any = time.perf_counter, cpu_clock: Any = time.thread_time) -> None:
         self._clock = clock
+        self._cpu_clock = cpu_clock
         self._generations = [_Generation() for _ in range(GENERATIONS)]
-        self._started: float | None = None
+        self._started: tuple[float, float] | None = None
 
     @property
     def installed(self) -> bool:
@@ -136,12 +152,14 @@ class GarbageCollectorWatch:
         # Runs inside the collection, so it allocates little and never raises:
         # an exception here would be printed as unraisable in every collection.
         if phase == "start":
-            self._started = self._clock()
+            self._started = (self._clock(), self._cpu_clock())
         elif self._started is not None:
-            pause_ms = (self._clock() - self._started) * 1000
+            started, cpu_started = self._started
+            pause_ms = (self._clock() - started) * 1000
+            cpu_ms = (self._cpu_clock() - cpu_started) * 1000
             self._started = None
             generation = min(info.get("generation", 0), GENERATIONS - 1)
-            self._generations[generation].record(pause_ms, info)
+            self._generations[generation].record(pause_ms, cpu_ms, info)
 
     def statistics(self) -> CollectorStatistics:
         return CollectorStatistics(

@@ -100,6 +100,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tasks ADD COLUMN lease_until TIMESTAMPTZ;
     ALTER TABLE tasks ADD COLUMN cancel_requested_by TEXT;
     CREATE INDEX tasks_by_lease ON tasks (state, lease_until);
+    UPDATE tasks SET lease_until = COALESCE(started_at, created_at) WHERE state = 'running';
     """,
 )
 
@@ -169,9 +170,13 @@ class PostgresStore(SqlStore):
                 check=ConnectionPool.check_connection,
                 kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT)},
             )
-            pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
-            with pool.connection() as connection, connection.transaction():
-                migrate(connection)
+            try:
+                pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
+                with pool.connection() as connection, connection.transaction():
+                    migrate(connection)
+            except BaseException:
+                pool.close()
+                raise
             return pool
 
         try:

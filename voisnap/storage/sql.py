@@ -93,12 +93,19 @@ class SqlStore:
         ).fetchone()
         if existing is not None and (existing[1], existing[2]) != (owner.tenant_id, owner.user_id):
             raise StoreError(f"Session '{session.session_id}' belongs to someone else.")
-        if existing is None:
-            self._insert_session(db, session)
-        stored_session = session if existing is None else self._session(existing)
+        created = existing is None and self._insert_session(db, session)
+        if existing is None and not created:
+            # Another process created it a moment ago: it must be this owner's.
+            existing = db.execute(
+                f"SELECT {SESSION_COLUMNS} FROM sessions WHERE session_id = ?",
+                (session.session_id,),
+            ).fetchone()
+            if (existing[1], existing[2]) != (owner.tenant_id, owner.user_id):
+                raise StoreError(f"Session '{session.session_id}' belongs to someone else.")
+        stored_session = session if created else self._session(existing)
         self._insert_message(db, message)
         self._insert_task(db, task)
-        return Accepted(stored_session, message, task, True, existing is None)
+        return Accepted(stored_session, message, task, True, created)
 
     def _earlier(self, db: Database, task: Task) -> Accepted | None:
         """What an earlier message with the same client message id made, if any."""
@@ -235,7 +242,8 @@ class SqlStore:
 
         def work(db: Database) -> list[Task]:
             rows = db.execute(
-                "SELECT task_id FROM tasks WHERE state = ? AND lease_until < ?",
+                "SELECT task_id FROM tasks WHERE state = ? "
+                "AND (lease_until IS NULL OR lease_until < ?)",
                 (TaskState.RUNNING.value, self.dialect.time_in(now)),
             ).fetchall()
             expired = []
@@ -345,7 +353,7 @@ class SqlStore:
             conditions += " AND lease_owner = ?"
             parameters.append(node)
         if lapsed is not None:
-            conditions += " AND lease_until < ?"
+            conditions += " AND (lease_until IS NULL OR lease_until < ?)"
             parameters.append(self.dialect.time_in(lapsed))
         started = task.started_at or end
         changed = db.execute(
@@ -392,9 +400,11 @@ class SqlStore:
 
     # -- rows <-> records -------------------------------------------------------------------------
 
-    def _insert_session(self, db: Database, session: Session) -> None:
-        db.execute(
-            f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({_placeholders(SESSION_COLUMNS)})",
+    def _insert_session(self, db: Database, session: Session) -> bool:
+        """False if a session with that id exists already (made meanwhile)."""
+        return db.execute(
+            f"INSERT INTO sessions ({SESSION_COLUMNS}) VALUES ({_placeholders(SESSION_COLUMNS)}) "
+            "ON CONFLICT (session_id) DO NOTHING",
             (
                 session.session_id,
                 *_owned(session.owner),
@@ -402,7 +412,7 @@ class SqlStore:
                 self.dialect.time_in(session.created_at),
                 self.dialect.time_in(session.updated_at),
             ),
-        )
+        ).rowcount == 1
 
     def _session(self, row: tuple) -> Session:
         time_out = self.dialect.time_out

@@ -93,6 +93,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tasks ADD COLUMN lease_until TEXT;
     ALTER TABLE tasks ADD COLUMN cancel_requested_by TEXT;
     CREATE INDEX tasks_by_lease ON tasks (state, lease_until);
+    UPDATE tasks SET lease_until = COALESCE(started_at, created_at) WHERE state = 'running';
     """,
 )
 
@@ -155,7 +156,11 @@ class SqliteStore(SqlStore):
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             db.execute("PRAGMA journal_mode = WAL")
             db.execute("PRAGMA foreign_keys = ON")
-            migrate(db)
+            try:
+                migrate(db)
+            except BaseException:
+                db.close()
+                raise
             return db
 
         self._db = await trio.to_thread.run_sync(connect, limiter=self._one_at_a_time)
