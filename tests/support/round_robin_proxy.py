@@ -10,6 +10,9 @@ backend that refuses the connection gets the client closed; the turn is not give
 Two forms: ``async with open_round_robin_proxy(backends) as proxy`` inside trio, and
 ``RoundRobinProxyThread(backends)`` (start/stop, or ``with``) for synchronous tests that drive
 other processes; it runs the same trio proxy in a thread of its own.
+
+``route_next_to(i)`` and ``advance(n)`` move the turn (for a test that must know where a
+client's connections land); ``connections_per_backend`` counts what each backend was given.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import contextlib
 import socket
 import struct
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import trio
 
@@ -54,6 +57,21 @@ class RoundRobinProxy:
         self.port = listeners[0].socket.getsockname()[1]
         task_status.started()
         await trio.serve_listeners(self._handle, listeners)
+
+    @property
+    def next_backend(self) -> int:
+        """The backend the next new connection goes to."""
+        return self._turn
+
+    def route_next_to(self, index: int) -> None:
+        """Send the next new connection to backend ``index``; the turns go on from there."""
+        if not 0 <= index < len(self.backends):
+            raise IndexError(f"no backend {index} (there are {len(self.backends)})")
+        self._turn = index
+
+    def advance(self, steps: int = 1) -> None:
+        """Skip ``steps`` turns, as if that many connections had come."""
+        self._turn = (self._turn + steps) % len(self.backends)
 
     def _next_backend(self) -> int:
         index = self._turn
@@ -124,6 +142,22 @@ class RoundRobinProxyThread:
     @property
     def connections_per_backend(self) -> list[int]:
         return list(self.proxy.connections_per_backend)
+
+    @property
+    def next_backend(self) -> int:
+        return self.proxy.next_backend
+
+    def route_next_to(self, index: int) -> None:
+        """``RoundRobinProxy.route_next_to``, run in the proxy's own thread."""
+        self._in_proxy_thread(self.proxy.route_next_to, index)
+
+    def advance(self, steps: int = 1) -> None:
+        self._in_proxy_thread(self.proxy.advance, steps)
+
+    def _in_proxy_thread(self, function: Callable[..., None], *args: object) -> None:
+        if self._token is None:
+            raise RuntimeError("the round-robin proxy is not running")
+        trio.from_thread.run_sync(function, *args, trio_token=self._token)
 
     def start(self, timeout: float = 10.0) -> RoundRobinProxyThread:
         self._thread = threading.Thread(target=self._run, name="round-robin-proxy", daemon=True)

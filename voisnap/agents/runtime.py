@@ -148,6 +148,14 @@ class TaskRuntime:
 
     # -- what the hub asks -------------------------------------------------------------------
 
+    def reserve(self, task: Task) -> Task:
+        """``task``, reserved for this process for a moment: the process that
+        accepts a message runs its task when it can, so that the devices see
+        its events in the order they were sent; another process takes it if
+        this one has not within one renewal period."""
+        until = task.created_at + datetime.timedelta(seconds=self._leases.renewal)
+        return attrs.evolve(task, lease_owner=self._node, lease_until=until)
+
     async def check_capacity(self) -> None:
         """Refuse before storing anything when too many tasks wait, on any process."""
         if await self._store.count_queued() >= self._queue_limit:

@@ -68,6 +68,9 @@ from .listeners import Listeners
 from .redis_writer import PublishWriter
 
 log = logging.getLogger(__name__)
+# coredis logs every dropped connection at INFO with an empty traceback; the
+# backplane says what matters itself (one warning per outage).
+logging.getLogger("coredis").setLevel(logging.WARNING)
 
 T = TypeVar("T")
 

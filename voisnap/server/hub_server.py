@@ -73,11 +73,15 @@ log = logging.getLogger(__name__)
 Service = Callable[..., Awaitable[None]]
 
 
+SOMEWHERE = "?"
+
+
 @attrs.frozen
 class Elsewhere:
     """A request for a connection this process does not own: another process
-    does (``owner``), or none has started it yet (``owner`` is None). It is
-    relayed (``server.relay``)."""
+    does (``owner``: its id, or ``SOMEWHERE`` when only the process itself
+    knows, its records in Redis lost), or none has started it yet (``owner`` is
+    None). It is relayed (``server.relay``)."""
 
     token: str
     hub_path: str
@@ -246,10 +250,21 @@ class HubServer:
             self.registry.find(token, endpoint.path, principal)  # 403 for another user
             return Elsewhere(token, endpoint.path, principal, None)
         record = await self.shared.fetch(token)
-        if record is None or record.hub_path != endpoint.path:
+        if record is None:
+            return await self._somewhere(Elsewhere(token, endpoint.path, principal, SOMEWHERE))
+        if record.hub_path != endpoint.path:
             raise HttpError(404, NO_CONNECTION)
         check_owner(record.user_id, record.tenant_id, principal)
         return Elsewhere(token, endpoint.path, principal, None)
+
+    async def _somewhere(self, elsewhere: Elsewhere) -> Elsewhere:
+        """A token nobody here or in Redis knows: a process may still own it
+        (Redis restarted and forgot); it answers on the connection's relay
+        channel. 404 if none does, 403 if the asker may not use it."""
+        answer = await self.relay.probe(elsewhere)
+        if answer.status != 200:
+            raise HttpError(answer.status, answer.body.decode(errors="replace"))
+        return elsewhere
 
     async def _claim(self, token: str, hub_path: str, principal: Principal) -> Elsewhere | None:
         """Before a transport request is served: None if this process owns the
@@ -260,7 +275,9 @@ class HubServer:
             record = await self.shared.fetch(token)
             if record is None:
                 owner = await self.shared.owner(token)
-                return None if owner is None else Elsewhere(token, hub_path, principal, owner)
+                if owner is not None:
+                    return Elsewhere(token, hub_path, principal, owner)
+                return await self._somewhere(Elsewhere(token, hub_path, principal, SOMEWHERE))
             if record.hub_path != hub_path:
                 return None  # the registry answers 404
             check_owner(record.user_id, record.tenant_id, principal)

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 UNREACHABLE = b"The process that holds this connection cannot be reached."
+PROBE_TIMEOUT = 2.0
 GOODBYE_TIMEOUT = 1.0
 
 
@@ -69,6 +70,11 @@ class Relay:
             )
         except BackplaneError:
             pass  # the owner ends the poll or the relay on its own, later
+
+    async def probe(self, elsewhere: Elsewhere) -> commands.Answer:
+        """Whether a process owns the connection (its records in Redis may be
+        gone: Redis restarted), and lets this asker use it: 200, 403 or 404."""
+        return await self._ask(elsewhere, commands.Probe(_asker(elsewhere)), PROBE_TIMEOUT)
 
     async def post(self, elsewhere: Elsewhere, body: bytes) -> commands.Answer:
         if elsewhere.owner is None:

@@ -15,6 +15,7 @@ of its own (``names.relay_back_channel``). MessagePack arrays, first item the ki
     Frames    [8, [[Opcode, Payload]...]]            the owner's output, for the client
     End       [9]                                    the owner closed the connection
     Answer    [10, Status, Body]                     an HTTP status and body to answer with
+    Probe     [11, Hub, User, Tenant]                request; reply Answer (200: you may use it)
 
 ``Hub``, ``User`` and ``Tenant`` say who asks, so that the owner checks the
 request as it checks its own (``connections.check_owner``). ``decode`` is total.
@@ -88,12 +89,21 @@ class End:
 
 
 @attrs.frozen
+class Probe:
+    """Does a process own this connection, and may the asker use it?"""
+
+    asker: Asker
+
+
+@attrs.frozen
 class Answer:
     status: int
     body: bytes = b""
 
 
-RelayCommand = Poll | Post | Delete | Attach | Data | Detach | EndPoll | Frames | End | Answer
+RelayCommand = (
+    Poll | Post | Delete | Attach | Data | Detach | EndPoll | Frames | End | Answer | Probe
+)
 
 
 def _asker_items(asker: Asker) -> list[Any]:
@@ -122,6 +132,8 @@ def encode(command: RelayCommand) -> bytes:
             items = [9]
         case Answer(status=status, body=body):
             items = [10, status, body]
+        case Probe(asker=asker):
+            items = [11, *_asker_items(asker)]
     return msgpack.packb(items, use_bin_type=True)
 
 
@@ -161,6 +173,8 @@ def _read(kind: int, items: list[Any]) -> RelayCommand:
             return End()
         case 10:
             return Answer(_int(items[0]), _bytes(items[1]))
+        case 11:
+            return Probe(_asker(items))
     raise ValueError(f"unknown kind {kind}")
 
 

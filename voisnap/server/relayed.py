@@ -91,6 +91,9 @@ class TransportListener:
                 return commands.Answer(202)
             case commands.Attach(asker=asker, relay_id=relay_id):
                 return self._attach(asker, relay_id)
+            case commands.Probe(asker=asker):
+                self._checked(asker)
+                return commands.Answer(200)
         return commands.Answer(400, b"Not a relay request.")
 
     def _checked(self, asker: commands.Asker, kind: type | None = None) -> object:

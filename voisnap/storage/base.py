@@ -93,7 +93,10 @@ class Task:
     result_message_id: str | None = None
     cancelled_by: str | None = None
     lease_owner: str | None = None
-    """The process running it (or the last one that did)."""
+    """The process running it (or the last one that did); for a queued task,
+    the process it is reserved for until ``lease_until`` (the one that
+    accepted it: its devices then see its events in order)."""
+    lease_until: datetime.datetime | None = None
     cancel_requested_by: str | None = None
     """Who asked to cancel it while it ran, for its runner to see."""
 

@@ -36,9 +36,9 @@ MESSAGE_COLUMNS = (
 TASK_COLUMNS = (
     "task_id, session_id, tenant_id, user_id, agent_id, message_id, state, is_streaming, "
     "channel_id, client_message_id, created_at, started_at, finished_at, error, duration_ms, "
-    "tokens_used, result_message_id, cancelled_by, lease_owner, cancel_requested_by"
+    "tokens_used, result_message_id, cancelled_by, lease_owner, lease_until, cancel_requested_by"
 )
-INSERTED_TASK_COLUMNS = TASK_COLUMNS.replace(", lease_owner, cancel_requested_by", "")
+INSERTED_TASK_COLUMNS = TASK_COLUMNS.replace(", cancel_requested_by", "")
 
 
 class Dialect(Protocol):
@@ -200,21 +200,27 @@ class SqlStore:
         self, node: str, now: datetime.datetime, lease_until: datetime.datetime
     ) -> Task | None:
         """The oldest queued task, now running here until ``lease_until``; None
-        if none. One statement: two processes cannot both take a task."""
+        if none. One statement: two processes cannot both take a task. A task
+        reserved for another process (the one that accepted it) is left to it
+        until its reservation ends."""
 
         def work(db: Database) -> Task | None:
+            moment = self.dialect.time_in(now)
             row = db.execute(
                 "UPDATE tasks SET state = ?, started_at = COALESCE(started_at, ?), "
                 "lease_owner = ?, lease_until = ? "
                 "WHERE state = ? AND task_id = (SELECT task_id FROM tasks WHERE state = ? "
+                "AND (lease_owner IS NULL OR lease_owner = ? OR lease_until < ?) "
                 f"ORDER BY created_at LIMIT 1{self._skip_locked()}) RETURNING task_id",
                 (
                     TaskState.RUNNING.value,
-                    self.dialect.time_in(now),
+                    moment,
                     node,
                     self.dialect.time_in(lease_until),
                     TaskState.QUEUED.value,
                     TaskState.QUEUED.value,
+                    node,
+                    moment,
                 ),
             ).fetchone()
             return None if row is None else self._get_task(db, row[0])
@@ -485,6 +491,8 @@ class SqlStore:
                 task.tokens_used,
                 task.result_message_id,
                 task.cancelled_by,
+                task.lease_owner,
+                time_in(task.lease_until),
             ),
         )
 
@@ -509,7 +517,8 @@ class SqlStore:
             result_message_id=row[16],
             cancelled_by=row[17],
             lease_owner=row[18],
-            cancel_requested_by=row[19],
+            lease_until=time_out(row[19]),
+            cancel_requested_by=row[20],
         )
 
     def _get_task(self, db: Database, task_id: str) -> Task | None:

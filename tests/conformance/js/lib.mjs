@@ -10,6 +10,8 @@
 // - the client logs at Warning to stderr, so stdout carries only JSON lines.
 
 import { createRequire } from "node:module";
+import * as http from "node:http";
+import * as https from "node:https";
 import * as readline from "node:readline";
 
 const require = createRequire(import.meta.url);
@@ -329,4 +331,110 @@ export function closed(connection) {
     return new Promise((resolve) => {
         connection.onclose((error) => resolve(error ? describe(error) : null));
     });
+}
+
+// -- one TCP connection per request (for the cluster tests) -----------------------------------
+
+/**
+ * An HttpClient for the client's `httpClient` option that opens a NEW TCP
+ * connection for every request (node's http module with `agent: false`), so
+ * that a round-robin proxy in front of several processes spreads negotiate,
+ * polls, POSTs and DELETEs over them, as a load balancer without sticky
+ * sessions would. (Under Node the default client uses global fetch, whose
+ * keep-alive pool would send them all down one connection to one process.)
+ *
+ * It behaves as the client's own FetchHttpClient does: X-Requested-With and
+ * the request's headers (Authorization, X-SignalR-User-Agent), a Content-Type
+ * for a body, `responseType: "arraybuffer"` answered with an ArrayBuffer,
+ * signalR.HttpError for a status outside 2xx, signalR.AbortError when
+ * `request.abortSignal` fires, signalR.TimeoutError after `request.timeout` ms.
+ * `onRequest` (optional) is told of each request: {method, url}.
+ */
+export class FreshConnectionHttpClient extends signalR.HttpClient {
+    constructor(onRequest) {
+        super();
+        this._onRequest = onRequest;
+    }
+
+    send(request) {
+        if (request.abortSignal && request.abortSignal.aborted) {
+            return Promise.reject(new signalR.AbortError());
+        }
+        if (!request.method) return Promise.reject(new Error("No method defined."));
+        if (!request.url) return Promise.reject(new Error("No url defined."));
+        this._onRequest?.({ method: request.method, url: request.url });
+        return new Promise((resolve, reject) => sendFresh(request, resolve, reject));
+    }
+}
+
+function requestBody(request, headers) {
+    const content = request.content;
+    if (content === undefined || content === null || content === "") return undefined;
+    let body;
+    if (content instanceof ArrayBuffer || content?.constructor?.name === "ArrayBuffer") {
+        body = Buffer.from(content);
+        headers["Content-Type"] = "application/octet-stream";
+    } else if (ArrayBuffer.isView(content)) {
+        body = Buffer.from(content.buffer, content.byteOffset, content.byteLength);
+        headers["Content-Type"] = "application/octet-stream";
+    } else {
+        body = Buffer.from(String(content), "utf8");
+        headers["Content-Type"] = "text/plain;charset=UTF-8";
+    }
+    headers["Content-Length"] = String(body.length);
+    return body;
+}
+
+function sendFresh(request, resolve, reject) {
+    const url = new URL(request.url);
+    const headers = { "X-Requested-With": "XMLHttpRequest", ...request.headers };
+    const body = requestBody(request, headers);
+    const module = url.protocol === "https:" ? https : http;
+    let settled = false;
+    let timer = null;
+    const finish = (callback, value) => {
+        if (settled) return;
+        settled = true;
+        if (timer !== null) clearTimeout(timer);
+        if (request.abortSignal) request.abortSignal.onabort = null;
+        callback(value);
+    };
+    const outgoing = module.request(url, { method: request.method, headers, agent: false }, (response) => {
+        const chunks = [];
+        response.on("data", (chunk) => chunks.push(chunk));
+        response.on("error", (error) => finish(reject, error));
+        response.on("aborted", () => finish(reject, new Error("the response was cut short")));
+        response.on("end", () => {
+            const buffer = Buffer.concat(chunks);
+            const status = response.statusCode;
+            const statusText = response.statusMessage ?? "";
+            if (status < 200 || status > 299) {
+                finish(reject, new signalR.HttpError(buffer.toString("utf8") || statusText, status));
+                return;
+            }
+            const content = request.responseType === "arraybuffer"
+                ? buffer.buffer.slice(buffer.byteOffset, buffer.byteOffset + buffer.byteLength)
+                : buffer.toString("utf8");
+            finish(resolve, new signalR.HttpResponse(status, statusText, content));
+        });
+    });
+    outgoing.on("error", (error) => finish(reject, error));
+    if (request.abortSignal) {
+        request.abortSignal.onabort = () => {
+            finish(reject, new signalR.AbortError());
+            outgoing.destroy();
+        };
+    }
+    if (request.timeout) {
+        timer = setTimeout(() => {
+            finish(reject, new signalR.TimeoutError());
+            outgoing.destroy();
+        }, request.timeout);
+    }
+    outgoing.end(body);
+}
+
+/** The hub protocol named "json" or "messagepack". */
+export function hubProtocolNamed(name) {
+    return hubProtocol(name);
 }

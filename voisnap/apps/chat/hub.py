@@ -104,17 +104,19 @@ class ChatHub(Hub):
             content=request.content,
             created_at=now,
         )
-        task = Task(
-            task_id=new_id("task"),
-            session_id=session_id,
-            owner=owner,
-            agent_id=request.agent_id,
-            message_id=message.message_id,
-            state=TaskState.QUEUED,
-            created_at=now,
-            is_streaming=request.is_streaming,
-            channel_id=request.channel_id,
-            client_message_id=request.message_id,
+        task = self.services.runtime.reserve(
+            Task(
+                task_id=new_id("task"),
+                session_id=session_id,
+                owner=owner,
+                agent_id=request.agent_id,
+                message_id=message.message_id,
+                state=TaskState.QUEUED,
+                created_at=now,
+                is_streaming=request.is_streaming,
+                channel_id=request.channel_id,
+                client_message_id=request.message_id,
+            )
         )
         session = Session(session_id, owner, title_of(request.content), now, now)
         try:
