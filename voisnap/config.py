@@ -125,6 +125,15 @@ class Settings:
     agent_token_delay: float = setting(
         0.03, "seconds between the built-in agent's streamed words (its writing pace)"
     )
+    agent_max_steps: int = setting(
+        8, "steps in which an agent may call tools before its task fails (its step budget)"
+    )
+    approval_timeout: float = setting(
+        600.0, "seconds an approval request waits for a decision before it times out"
+    )
+    info_request_timeout: float = setting(
+        600.0, "seconds a question to the user waits for an answer before it times out"
+    )
     task_lease: float = setting(
         15.0, "seconds a running task stays its process's without a renewal; then it fails"
     )

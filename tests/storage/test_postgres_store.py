@@ -126,8 +126,8 @@ async def test_postgres_store_migrations_bring_a_new_database_to_the_latest_vers
         await (await backend.open()).aclose()
         store = await backend.open()  # a re-run would fail: the tables exist
         await accept(store, ADA, 1)
-    assert len(MIGRATIONS) == 2
-    assert query(backend.database, "SELECT version FROM schema_version") == [(2,)]
+    assert len(MIGRATIONS) == 3
+    assert query(backend.database, "SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
 
 
 async def test_postgres_store_several_stores_migrate_a_new_database_at_once(
@@ -141,7 +141,7 @@ async def test_postgres_store_several_stores_migrate_a_new_database_at_once(
         await accept(stores[0], ADA, 1)
         for store in stores:
             assert await store.get_task(ADA, "task_1") is not None
-    assert query(backend.database, "SELECT version FROM schema_version") == [(2,)]
+    assert query(backend.database, "SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
 
 
 def version_1_database(database: Database) -> None:
@@ -178,7 +178,7 @@ async def test_postgres_store_migrates_a_version_1_database_keeping_its_data(
     with trio.fail_after(CEILING):
         messages = await store.list_messages(ADA, "sess_1", limit=10, before=None)
         claimed = await store.claim_task("node-a", at(10), at(20))
-    assert query(backend.database, "SELECT version FROM schema_version") == [(2,)]
+    assert query(backend.database, "SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
     assert [m.message_id for m in messages] == ["msg_1", "msg_2"]
     assert claimed is not None and (claimed.task_id, claimed.lease_owner) == ("task_1", "node-a")
 

@@ -114,8 +114,8 @@ async def test_sqlite_store_migrations_bring_a_new_file_to_the_latest_version(
     backend: Backend, db_path: Path
 ) -> None:
     await backend.open()
-    assert len(MIGRATIONS) == 2
-    assert pragma(db_path, "user_version") == 2
+    assert len(MIGRATIONS) == 3
+    assert pragma(db_path, "user_version") == len(MIGRATIONS)
 
 
 async def test_sqlite_store_reopening_does_not_rerun_migrations(
@@ -185,7 +185,7 @@ async def test_sqlite_store_migrates_a_version_1_file_keeping_its_data(
         claimed = await store.claim_task("node-a", at(10), at(20))
         retry = await accept(store, ADA, 9, client_message_id="c2")
         assert await store.renew_lease("task_2", "node-a", at(30))
-    assert pragma(db_path, "user_version") == 2
+    assert pragma(db_path, "user_version") == len(MIGRATIONS)
     assert [m.message_id for m in messages] == ["msg_1", "msg_2", "msg_3"]
     assert done is not None and done.state is TaskState.COMPLETED and done.lease_owner is None
     assert claimed is not None and claimed.task_id == "task_2"

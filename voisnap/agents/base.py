@@ -1,19 +1,26 @@
-"""What an agent is: a function from a request to an async stream of events.
+"""What an agent is: one step at a time, over a transcript the runtime keeps.
 
 docs/hubs/chat.md, "Task events": an accepted message becomes a task; while
 it runs, the clients see ``AgentStatus`` checkpoints, ``StreamChunk`` token deltas,
 ``ToolCallStarted``/``ToolCallCompleted`` around tool calls, then the final
-``ReceiveMessage``. An agent produces exactly that, as plain events, and knows
-nothing of hubs, groups or storage: the runtime (``agents.runtime``) turns the
-events into stored records and hub events.
+``ReceiveMessage``. An agent knows nothing of hubs, groups or storage.
 
-An agent may need a person in the loop: ``AgentContext.request_approval`` and
-``ask_user`` suspend it until an answer comes (the approvals feature resolves
-them; until something does, they wait, and cancelling the task ends the wait).
+An agent works in **steps**, as a chat model with function calling does. One
+step (``Agent.step``) sees the user's message, the session's history and the
+task's **transcript** so far (the text it wrote, the tools it called and their
+results), streams ``Token``\\ s, and ends with either a ``Final`` (the reply) or
+``CallTools`` (tools it wants run before its next step). The runtime runs the
+tools, appends the calls and their results to the transcript, stores it, and
+asks for the next step. Because everything an agent needs is in the stored
+transcript, a task can stop between steps (a tool that needs a person's
+approval, a question to the user) for hours, hold no worker meanwhile, and go
+on in another process after a restart: the agent resumes from the transcript,
+not from memory (docs/approvals.md).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
@@ -21,7 +28,7 @@ import attrs
 
 from ..storage.base import Message, Owner
 
-# -- events ---------------------------------------------------------------------------------------
+# -- what a step streams --------------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -55,21 +62,104 @@ class ToolCompleted:
 
 @attrs.frozen
 class Final:
-    """The reply, whole: its content must be what the Tokens added up to."""
+    """The step's reply, whole: its content must be what its Tokens added up to."""
 
     content: str
     tokens_used: int
     tool_calls: tuple[dict[str, Any], ...] = ()
 
 
-AgentEvent = Status | Token | ToolStarted | ToolCompleted | Final
+@attrs.frozen
+class ToolCall:
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@attrs.frozen
+class CallTools:
+    """The step ends: run these tools (in order), then ask for the next step."""
+
+    calls: tuple[ToolCall, ...]
+    tokens_used: int = 0
+
+
+AgentEvent = Status | Token | ToolStarted | ToolCompleted | Final | CallTools
 
 
 class AgentError(Exception):
     """The agent failed; ``str()`` is safe to show the user (``TaskFailed.error``)."""
 
 
-# -- the request and the context ------------------------------------------------------------------
+# -- the transcript -------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class TextPart:
+    """What the agent wrote in a step that ended with tool calls."""
+
+    content: str
+
+
+@attrs.frozen
+class ToolResult:
+    call_id: str
+    name: str
+    ok: bool
+    content: Any
+    """The tool's value (plain JSON data), or why it did not run (a text)."""
+
+
+Step = TextPart | ToolCall | ToolResult
+Transcript = tuple[Step, ...]
+
+
+def transcript_to_json(transcript: Transcript) -> str:
+    entries: list[dict[str, Any]] = []
+    for step in transcript:
+        match step:
+            case TextPart(content=content):
+                entries.append({"type": "text", "content": content})
+            case ToolCall(call_id=call_id, name=name, arguments=arguments):
+                entry = {"type": "call", "id": call_id, "name": name}
+                entries.append({**entry, "arguments": arguments})
+            case ToolResult(call_id=call_id, name=name, ok=ok, content=content):
+                entry = {"type": "result", "id": call_id, "name": name, "ok": ok}
+                entries.append({**entry, "content": content})
+    return json.dumps(entries)
+
+
+def transcript_from_json(text: str | None) -> Transcript:
+    if not text:
+        return ()
+    steps: list[Step] = []
+    for entry in json.loads(text):
+        match entry["type"]:
+            case "text":
+                steps.append(TextPart(entry["content"]))
+            case "call":
+                steps.append(ToolCall(entry["id"], entry["name"], entry["arguments"]))
+            case "result":
+                steps.append(ToolResult(entry["id"], entry["name"], entry["ok"], entry["content"]))
+    return tuple(steps)
+
+
+def unanswered(transcript: Transcript) -> list[ToolCall]:
+    """The calls that have no result yet, in order."""
+    answered = {step.call_id for step in transcript if isinstance(step, ToolResult)}
+    return [s for s in transcript if isinstance(s, ToolCall) and s.call_id not in answered]
+
+
+# -- the request ----------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class ToolSpec:
+    """A tool as a model sees it: its name, what it does, its JSON-schema parameters."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
 
 
 @attrs.frozen
@@ -83,28 +173,16 @@ class AgentRequest:
     """The session's earlier messages, oldest first."""
     channel_id: str | None = None
     attachments: tuple[Any, ...] = ()
-
-
-@attrs.frozen
-class Decision:
-    """A person's answer to an approval request."""
-
-    approved: bool
-    outcome: str  # approved, rejected, edited, timeOut
-    detail: Any = None
-
-
-class AgentContext(Protocol):
-    async def request_approval(self, action: str, details: dict[str, Any]) -> Decision:
-        """Wait until a person approves, rejects or edits ``action``."""
-
-    async def ask_user(self, question: str) -> str:
-        """Wait until the user answers ``question``."""
+    transcript: Transcript = ()
+    """This task's steps so far."""
+    tools: tuple[ToolSpec, ...] = ()
+    """The tools this agent may call."""
 
 
 class Agent(Protocol):
     agent_id: str
 
-    def run(self, request: AgentRequest, context: AgentContext) -> AsyncIterator[AgentEvent]:
-        """The events of one task, ending with exactly one ``Final``; raising
-        ``AgentError`` (or anything else) fails the task."""
+    def step(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
+        """One step over ``request.transcript``: Status and Token events, then
+        exactly one ``Final`` or ``CallTools``. Raising ``AgentError`` (or
+        anything else) fails the task."""

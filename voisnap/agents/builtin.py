@@ -1,42 +1,70 @@
 """``sophon``, the built-in agent: no network, no model, real tools, a streamed reply.
 
-It reads the user's message for one of a few intents (arithmetic, the time,
-"remember ...", "my notes"), runs the matching tool for real, and streams its
-answer a word at a time, ``token_delay`` apart, the pace of a model writing.
-Anything else gets a short reply saying what it can do. It is the agent every
-voisnap has, so that the chat hub works on a fresh machine with no keys.
+It reads the user's message for one of a few intents, asks the runtime to run
+the matching tools (one per step, as a model calling functions does), and then
+streams its answer a word at a time, ``token_delay`` apart, the pace of a model
+writing. Everything it decides comes from the message and the transcript (the
+calls so far and their results), so it resumes after any pause, in any process.
+
+The intents, in the order they are tried (docs/agents.md):
+
+- "forget X", "delete (the) note X", "remove (my) note X": ``delete_note``
+  with text X. It needs a person's approval (by default): approved, it deletes
+  the note; rejected or timed out, it says it did not;
+- "delete a note", "forget one of my notes": ``list_notes``; with notes, it
+  asks which (``ask_user`` with the notes as options), then ``delete_note``
+  for the answer (approval as above);
+- "remember something": ``ask_user`` "What should I remember?" (no options),
+  then ``add_note`` with the answer;
+- "remember X", "note X": ``add_note`` X;
+- arithmetic ("what is 12 * 7"): ``calculator``;
+- "my notes", "calendar", "agenda": ``list_notes``;
+- "time", "date", "today": ``current_time``;
+- anything else: a short introduction.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import attrs
 import trio
 
-from ..storage.base import Note, Owner, Store
 from .base import (
-    AgentContext,
     AgentEvent,
     AgentRequest,
+    CallTools,
     Final,
     Status,
     Token,
-    ToolCompleted,
-    ToolStarted,
+    ToolCall,
+    ToolResult,
 )
-from .tools import ToolError, add_note, calculate, current_time, list_notes
 
 TOKENS = re.compile(r"\S+\s*|\s+")
 ARITHMETIC = re.compile(r"[-+(]*\d[\d.\s]*(?:[-+*/%^]+\s*[-+(]*\s*[\d.]+[\d.\s)]*)+")
 REMEMBER = re.compile(
     r"^\s*(?:please\s+)?(?:remember|note)\b(?:\s+that)?\s*:?\s*(?P<text>.+)$", re.I | re.S
 )
+REMEMBER_WHAT = re.compile(r"^\s*(?:please\s+)?remember\s+something\s*[.!?]?\s*$", re.I)
+DELETE_WHICH = re.compile(
+    r"^\s*(?:please\s+)?(?:forget|delete|remove)\s+(?:a|one\s+of\s+my)\s+notes?\s*[.!?]?\s*$",
+    re.I,
+)
+DELETE = re.compile(
+    r"^\s*(?:please\s+)?(?:forget|delete|remove)\s+(?:that\s+)?(?:(?:the|my)\s+)?(?:note\s+)?"
+    r"(?:about\s+)?[“\"']?(?P<text>.+?)[”\"']?\s*[.!]?\s*$",
+    re.I | re.S,
+)
 ASKS_NOTES = re.compile(r"\b(?:notes?|calendar|remind\w*|agenda)\b|\bremember\s*\?", re.I)
 ASKS_TIME = re.compile(r"\b(time|date|today|what day)\b", re.I)
 EXCERPT = 200
+WHICH_NOTE = "Which note should I delete?"
+WHAT_TO_REMEMBER = "What should I remember?"
+
+Results = list[ToolResult]
+Next = ToolCall | str  # a call to make, or the reply
 
 
 def tokens_of(text: str) -> list[str]:
@@ -44,99 +72,119 @@ def tokens_of(text: str) -> list[str]:
     return TOKENS.findall(text)
 
 
-@attrs.frozen
-class Plan:
-    """What to do for a message: maybe a tool, then a reply built from its result."""
-
-    tool: str | None
-    arguments: dict[str, Any]
-    reply: Callable[[Any], str]
-
-
 class BuiltinAgent:
-    def __init__(self, agent_id: str, store: Store, token_delay: float) -> None:
+    def __init__(self, agent_id: str, token_delay: float) -> None:
         self.agent_id = agent_id
-        self._store = store
         self._delay = token_delay
 
-    async def run(self, request: AgentRequest, context: AgentContext) -> AsyncIterator[AgentEvent]:
+    async def step(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
         yield Status("thinking")
         await trio.sleep(self._delay)
-        plan = self._plan(request.content)
-        result: Any = None
-        ok = True
-        tool_calls: tuple[dict[str, Any], ...] = ()
-        if plan.tool is not None:
-            yield Status("calling_tool", plan.tool)
-            yield ToolStarted(plan.tool, plan.arguments)
-            started = trio.current_time()
-            try:
-                result, ok = await self._tool(plan.tool)(request.owner, **plan.arguments), True
-            except ToolError as error:
-                result, ok = str(error), False
-            duration_ms = int((trio.current_time() - started) * 1000)
-            yield ToolCompleted(plan.tool, ok, duration_ms, result)
-            tool_calls = ({"toolName": plan.tool, "arguments": plan.arguments, "ok": ok},)
-        # A tool that failed says why; the reply must not read like a result.
-        reply = plan.reply(result) if ok else f"Sorry, I could not do that: {result}"
-        for token in tokens_of(reply):
-            yield Token(token)
-            await trio.sleep(self._delay)
-        used = len(tokens_of(request.content)) + len(tokens_of(reply))
-        yield Final(reply, tokens_used=used, tool_calls=tool_calls)
+        results = [step for step in request.transcript if isinstance(step, ToolResult)]
+        next_step = self._plan(request.content)(results)
+        if isinstance(next_step, str):
+            for token in tokens_of(next_step):
+                yield Token(token)
+                await trio.sleep(self._delay)
+            used = len(tokens_of(request.content)) + len(tokens_of(next_step))
+            yield Final(next_step, tokens_used=used)
+        else:
+            yield CallTools((next_step,), tokens_used=len(tokens_of(request.content)))
 
     # -- intents ------------------------------------------------------------------------------
 
-    def _plan(self, content: str) -> Plan:
+    def _plan(self, content: str) -> Callable[[Results], Next]:
+        """The intent of ``content``: from the results so far, the next step."""
+        if DELETE_WHICH.match(content):
+            return delete_which
+        delete = DELETE.match(content)
+        if delete:
+            return lambda results: delete_note(delete.group("text").strip(), results)
+        if REMEMBER_WHAT.match(content):
+            return remember_what
         remember = REMEMBER.match(content)
         if remember:
             text = remember.group("text").strip()
-            return Plan("add_note", {"text": text}, lambda note: f"Noted: “{note.text}”.")
+            return one_tool("add_note", {"text": text}, lambda note: f"Noted: “{note['text']}”.")
         arithmetic = ARITHMETIC.search(content)
         if arithmetic:
             expression = arithmetic.group().strip()
-            return Plan(
+            return one_tool(
                 "calculator", {"expression": expression}, lambda value: f"{expression} = {value}."
             )
         if ASKS_NOTES.search(content):
-            return Plan("list_notes", {}, describe_notes)
+            return one_tool("list_notes", {}, describe_notes)
         if ASKS_TIME.search(content):
-            return Plan("current_time", {}, lambda now: f"It is {now}.")
-        return Plan(None, {}, lambda _: self._introduction(content))
+            return one_tool("current_time", {}, lambda now: f"It is {now}.")
+        return lambda results: self._introduction(content)
 
     def _introduction(self, content: str) -> str:
         said = content.strip()[:EXCERPT]
         return (
             f"Hello, I am {self.agent_id}, the built-in agent. I can tell you the time, "
             "do arithmetic (try “what is 12 * 7”), and keep notes for you "
-            f"(“remember to call Ana”). You said: “{said}”."
+            f"(“remember to call Ana”, “forget to call Ana”). You said: “{said}”."
         )
 
-    def _tool(self, name: str) -> Callable[..., Awaitable[Any]]:
-        store = self._store
 
-        async def call_add_note(owner: Owner, text: str) -> Any:
-            return await add_note(store, owner, text)
-
-        async def call_list_notes(owner: Owner) -> Any:
-            return await list_notes(store, owner)
-
-        async def call_calculator(owner: Owner, expression: str) -> Any:
-            return calculate(expression)
-
-        async def call_current_time(owner: Owner) -> Any:
-            return current_time()
-
-        return {
-            "add_note": call_add_note,
-            "list_notes": call_list_notes,
-            "calculator": call_calculator,
-            "current_time": call_current_time,
-        }[name]
+def call(number: int, name: str, arguments: dict[str, Any]) -> ToolCall:
+    """The call at position ``number`` of a task (ids are stable across resumes)."""
+    return ToolCall(f"call_{number}", name, arguments)
 
 
-def describe_notes(notes: list[Note]) -> str:
+def one_tool(
+    name: str, arguments: dict[str, Any], reply: Callable[[Any], str]
+) -> Callable[[Results], Next]:
+    """An intent of one tool call, then a reply from its result (or its failure)."""
+
+    def next_step(results: Results) -> Next:
+        if not results:
+            return call(1, name, arguments)
+        result = results[0]
+        if result.ok:
+            return reply(result.content)
+        # A tool that failed says why; the reply must not read like a result.
+        return f"Sorry, I could not do that: {result.content}"
+
+    return next_step
+
+
+def delete_note(text: str, results: Results, number: int = 1) -> Next:
+    done = [r for r in results if r.name == "delete_note"]
+    if not done:
+        return call(number, "delete_note", {"text": text})
+    if done[0].ok:
+        return f"Deleted the note “{done[0].content['text']}”."
+    return f"I did not delete it: {done[0].content}"
+
+
+def delete_which(results: Results) -> Next:
+    if not results:
+        return call(1, "list_notes", {})
+    notes = results[0].content if results[0].ok else []
+    if not notes:
+        return "You have no notes to delete."
+    if len(results) == 1:
+        options = [note["text"] for note in notes]
+        return call(2, "ask_user", {"question": WHICH_NOTE, "options": options})
+    if not results[1].ok:
+        return f"I did not delete anything: {results[1].content}"
+    return delete_note(results[1].content, results[2:], number=3)
+
+
+def remember_what(results: Results) -> Next:
+    if not results:
+        return call(1, "ask_user", {"question": WHAT_TO_REMEMBER, "options": None})
+    if not results[0].ok:
+        return f"I did not note anything: {results[0].content}"
+    if len(results) == 1:
+        return call(2, "add_note", {"text": results[0].content})
+    added = results[1]
+    return f"Noted: “{added.content['text']}”." if added.ok else f"Sorry: {added.content}"
+
+
+def describe_notes(notes: list[dict[str, Any]]) -> str:
     if not notes:
         return "You have no notes yet. Say “remember …” and I will keep it."
-    lines = "\n".join(f"- {note.text}" for note in notes)
+    lines = "\n".join(f"- {note['text']}" for note in notes)
     return f"Here is what you asked me to remember:\n{lines}"

@@ -1,11 +1,21 @@
-"""An agent backed by any OpenAI-compatible chat-completions endpoint, streaming.
+"""An agent backed by any OpenAI-compatible chat-completions endpoint, streaming,
+with function calling.
 
 ``POST {base_url}/chat/completions`` with ``"stream": true`` answers with
 Server-Sent Events: ``data: {json chunk}`` lines, each chunk's
 ``choices[0].delta.content`` a piece of the reply, ending with
 ``data: [DONE]``; with ``stream_options.include_usage`` the last chunk carries
 ``usage.total_tokens``. The request carries the session's history, oldest
-first, then the user's message.
+first, the user's message, then the task's transcript: each step that called
+tools as an assistant message with its ``tool_calls``, each result as a
+``tool`` message. The agent's tools go in ``tools``.
+
+One request is one step (``Agent.step``): a reply streams ``content`` deltas
+and ends the task (``Final``); a request for tools streams
+``delta.tool_calls`` fragments (each with its ``index``; the first carries the
+``id`` and ``function.name``, later ones more of ``function.arguments``, a JSON
+text), assembled here into ``CallTools``. The runtime runs the tools and asks
+for the next step, within its step budget.
 
 The HTTP client is httpx, which runs under trio (through anyio): no asyncio is
 bridged in.
@@ -22,7 +32,19 @@ import attrs
 import httpx
 import trio
 
-from .base import AgentContext, AgentError, AgentEvent, AgentRequest, Final, Status, Token
+from .base import (
+    AgentError,
+    AgentEvent,
+    AgentRequest,
+    CallTools,
+    Final,
+    Status,
+    TextPart,
+    Token,
+    ToolCall,
+    ToolResult,
+    Transcript,
+)
 from .builtin import tokens_of
 
 CONNECT_TIMEOUT = 10.0
@@ -43,9 +65,10 @@ class OpenAIAgent:
         self.agent_id = agent_id
         self._config = config
 
-    async def run(self, request: AgentRequest, context: AgentContext) -> AsyncIterator[AgentEvent]:
+    async def step(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
         yield Status("thinking")
         parts: list[str] = []
+        calls = ToolCallParts()
         usage: int | None = None
         timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
         try:
@@ -63,13 +86,17 @@ class OpenAIAgent:
                     if delta:
                         parts.append(delta)
                         yield Token(delta)
+                    calls.add(_tool_call_deltas(chunk))
                     usage = _usage(chunk) or usage
         except httpx.HTTPError as error:
             raise AgentError(f"The model endpoint could not be reached: {error}") from None
         content = "".join(parts)
         if usage is None:  # an endpoint that does not report usage: count words instead
             usage = len(tokens_of(request.content)) + len(tokens_of(content))
-        yield Final(content, tokens_used=usage)
+        if calls:
+            yield CallTools(calls.assemble(), tokens_used=usage)
+        else:
+            yield Final(content, tokens_used=usage)
 
     def _url(self) -> str:
         return self._config.base_url.rstrip("/") + "/chat/completions"
@@ -84,12 +111,25 @@ class OpenAIAgent:
             messages.append({"role": "system", "content": self._config.system_prompt})
         messages += [{"role": m.role, "content": m.content} for m in request.history]
         messages.append({"role": "user", "content": request.content})
+        messages += transcript_messages(request.transcript)
         body: dict[str, Any] = {
             "model": self._config.model,
             "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if request.tools:
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": tool.name,
+                        "description": tool.description,
+                        "parameters": tool.parameters,
+                    },
+                }
+                for tool in request.tools
+            ]
         if self._config.temperature is not None:
             body["temperature"] = self._config.temperature
         return body
@@ -141,3 +181,89 @@ def _usage(chunk: dict[str, Any]) -> int | None:
     if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
         return usage["total_tokens"]
     return None
+
+
+# -- function calling -----------------------------------------------------------------------------
+
+
+def transcript_messages(transcript: Transcript) -> list[dict[str, Any]]:
+    """The transcript as Chat Completions messages: per step that called tools,
+    one assistant message (its text, its calls), then one tool message per result."""
+    messages: list[dict[str, Any]] = []
+    text = ""
+    for step in transcript:
+        match step:
+            case TextPart(content=content):
+                text += content
+            case ToolCall():
+                if not messages or messages[-1].get("role") != "assistant" or text:
+                    step_message = {"role": "assistant", "content": text or None, "tool_calls": []}
+                    messages.append(step_message)
+                    text = ""
+                messages[-1]["tool_calls"].append(
+                    {
+                        "id": step.call_id,
+                        "type": "function",
+                        "function": {"name": step.name, "arguments": json.dumps(step.arguments)},
+                    }
+                )
+            case ToolResult():
+                content = step.content if step.ok else {"error": step.content}
+                messages.append(
+                    {"role": "tool", "tool_call_id": step.call_id, "content": json.dumps(content)}
+                )
+    return messages
+
+
+def _tool_call_deltas(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return []
+    delta = choices[0].get("delta")
+    calls = delta.get("tool_calls") if isinstance(delta, dict) else None
+    if calls is None:
+        return []
+    if not isinstance(calls, list) or not all(isinstance(call, dict) for call in calls):
+        raise AgentError("The model endpoint sent 'tool_calls' that are not a list of objects.")
+    return calls
+
+
+class ToolCallParts:
+    """Tool calls as their fragments arrive: by ``index``, the ``id`` and the
+    function's name once, the ``arguments`` text in pieces."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._calls)
+
+    def add(self, deltas: list[dict[str, Any]]) -> None:
+        for delta in deltas:
+            index = delta.get("index", len(self._calls))
+            if not isinstance(index, int):
+                raise AgentError("The model endpoint sent a tool call without an index.")
+            call = self._calls.setdefault(index, {"id": "", "name": "", "arguments": ""})
+            function = delta.get("function") or {}
+            if not isinstance(function, dict):
+                raise AgentError("The model endpoint sent a tool call without a function object.")
+            call["id"] = call["id"] or str(delta.get("id") or "")
+            call["name"] = call["name"] or str(function.get("name") or "")
+            call["arguments"] += str(function.get("arguments") or "")
+
+    def assemble(self) -> tuple[ToolCall, ...]:
+        calls = []
+        for index in sorted(self._calls):
+            part = self._calls[index]
+            if not part["name"]:
+                raise AgentError("The model endpoint asked for a tool without naming it.")
+            try:
+                arguments = json.loads(part["arguments"] or "{}")
+            except json.JSONDecodeError:
+                raise AgentError(
+                    f"The model endpoint sent arguments for '{part['name']}' that are not JSON."
+                ) from None
+            if not isinstance(arguments, dict):
+                raise AgentError(f"The arguments for '{part['name']}' are not a JSON object.")
+            calls.append(ToolCall(part["id"] or f"call_{index}", part["name"], arguments))
+        return tuple(calls)

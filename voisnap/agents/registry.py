@@ -10,6 +10,10 @@ the id clients send as ``agentId``::
     api_key_env = "WRITER_API_KEY"           # or api_key = "..." (keep the file private)
     system_prompt = "You are terse."
 
+    tools = ["calculator", "ask_user"]       # the tools it may call (default: all of them)
+    require_approval = ["calculator"]        # ...of which these wait for a person's approval
+                                             # (default: ["delete_note"])
+
     [agents.helper]
     backend = "builtin"                      # another name for the built-in agent
     active = false                           # known, but refused until re-activated
@@ -31,11 +35,11 @@ from typing import Any
 
 import attrs
 
-from ..storage.base import Store
 from .base import Agent
 from .builtin import BuiltinAgent
 from .openai import OpenAIAgent, OpenAIConfig
 from .synthetic import SyntheticAgent
+from .tools import DEFAULT_APPROVAL, TOOL_NAMES, ToolSet, check_tool_names
 
 DEFAULT_AGENT = "sophon"
 
@@ -48,6 +52,7 @@ class UnknownAgent(Exception):
 class AgentEntry:
     agent: Agent
     active: bool = True
+    tools: ToolSet = ToolSet()
 
 
 class AgentRegistry:
@@ -55,19 +60,22 @@ class AgentRegistry:
         self._entries = entries
 
     def get(self, agent_id: str) -> Agent:
+        return self.entry(agent_id).agent
+
+    def entry(self, agent_id: str) -> AgentEntry:
         entry = self._entries.get(agent_id)
         if entry is None or not entry.active:
             raise UnknownAgent(f"Agent '{agent_id}' does not exist or is not active.")
-        return entry.agent
+        return entry
 
     def __contains__(self, agent_id: str) -> bool:
         return agent_id in self._entries
 
 
-def load_agents(path: Path | None, store: Store, token_delay: float) -> AgentRegistry:
+def load_agents(path: Path | None, token_delay: float) -> AgentRegistry:
     """The built-in agent, plus every agent the file configures (ValueError,
     naming the file and the agent, for a file that cannot be used)."""
-    entries = {DEFAULT_AGENT: AgentEntry(BuiltinAgent(DEFAULT_AGENT, store, token_delay))}
+    entries = {DEFAULT_AGENT: AgentEntry(BuiltinAgent(DEFAULT_AGENT, token_delay))}
     if path is None:
         return AgentRegistry(entries)
     try:
@@ -81,19 +89,20 @@ def load_agents(path: Path | None, store: Store, token_delay: float) -> AgentReg
         if not isinstance(table, dict):
             raise ValueError(f"agents file {path}: [agents.{agent_id}] must be a table")
         try:
-            entries[agent_id] = _entry(agent_id, table, store, token_delay)
+            entries[agent_id] = _entry(agent_id, table, token_delay)
         except (KeyError, TypeError, ValueError) as error:
             raise ValueError(f"agents file {path}: agent '{agent_id}': {error}") from None
     return AgentRegistry(entries)
 
 
-def _entry(agent_id: str, table: dict[str, Any], store: Store, token_delay: float) -> AgentEntry:
+def _entry(agent_id: str, table: dict[str, Any], token_delay: float) -> AgentEntry:
     backend = table.get("backend", "builtin")
     active = table.get("active", True)
     if not isinstance(active, bool):
         raise ValueError(f"'active' must be true or false, not {active!r}")
+    tools = _tool_set(table)
     if backend == "builtin":
-        return AgentEntry(BuiltinAgent(agent_id, store, token_delay), active)
+        return AgentEntry(BuiltinAgent(agent_id, token_delay), active, tools)
     if backend == "openai":
         api_key = table.get("api_key")
         if "api_key_env" in table:
@@ -105,9 +114,17 @@ def _entry(agent_id: str, table: dict[str, Any], store: Store, token_delay: floa
             system_prompt=table.get("system_prompt"),
             temperature=table.get("temperature"),
         )
-        return AgentEntry(OpenAIAgent(agent_id, config), active)
+        return AgentEntry(OpenAIAgent(agent_id, config), active, tools)
     if backend == "synthetic":
         tokens = int(table.get("tokens", 100))
         delay = float(table.get("token_delay", token_delay))
-        return AgentEntry(SyntheticAgent(agent_id, tokens, delay), active)
+        return AgentEntry(SyntheticAgent(agent_id, tokens, delay), active, tools)
     raise ValueError(f"unknown backend {backend!r} (builtin, openai or synthetic)")
+
+
+def _tool_set(table: dict[str, Any]) -> ToolSet:
+    tools = check_tool_names(table.get("tools", list(TOOL_NAMES)), "tools")
+    approval = check_tool_names(
+        table.get("require_approval", sorted(DEFAULT_APPROVAL)), "require_approval"
+    )
+    return ToolSet(tools, frozenset(approval))

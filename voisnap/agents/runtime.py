@@ -26,7 +26,6 @@ first), then completed, failed or cancelled.
 from __future__ import annotations
 
 import datetime
-import itertools
 import logging
 import uuid
 from collections.abc import Callable
@@ -36,18 +35,16 @@ import attrs
 import trio
 
 from ..failures import error_boundary, report_client_error, report_unexpected
-from ..storage.base import Message, Store, StoreError, Task, TaskState, utc_now
+from ..storage.base import Message, Request, Store, StoreError, Task, TaskState, utc_now
 from .base import (
     AgentError,
     AgentRequest,
-    Decision,
     Final,
-    Status,
-    Token,
-    ToolCompleted,
-    ToolStarted,
 )
+from .decisions import Decisions
+from .driver import LeaseLost, RequestTimeouts, TaskDriver, Waiting
 from .registry import AgentRegistry, UnknownAgent
+from .tools import Toolbox
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +79,12 @@ class TaskEvents(Protocol):
     async def failed(self, task: Task, error: str) -> None: ...
 
     async def cancelled(self, task: Task, cancelled_by: str) -> None: ...
+
+    async def waiting(self, task: Task, request: Request) -> None:
+        """The task waits for a person (an approval, an answer)."""
+
+    async def request_resolved(self, request: Request) -> None:
+        """A request was decided, answered, timed out, or cancelled with its task."""
 
 
 class TaskSignals(Protocol):
@@ -120,6 +123,8 @@ class TaskRuntime:
         node: str = "",
         leases: Leases = Leases(),
         signals: TaskSignals | None = None,
+        timeouts: RequestTimeouts | None = None,
+        max_steps: int = 8,
     ) -> None:
         self._store = store
         self._agents = agents
@@ -133,7 +138,17 @@ class TaskRuntime:
         self._running: dict[str, trio.CancelScope] = {}
         self._cancelled_by: dict[str, str] = {}
         self._lost: set[str] = set()
-        self._questions = PendingQuestions()
+        self._driver = TaskDriver(
+            store,
+            agents,
+            Toolbox(store),
+            events,
+            node=self._node,
+            timeouts=timeouts or RequestTimeouts(),
+            max_steps=max_steps,
+        )
+        self.decisions = Decisions(store, events, self.submit)
+        """Approvals and answers (docs/approvals.md)."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run tasks forever (in the server's nursery): claim queued ones from
@@ -173,6 +188,8 @@ class TaskRuntime:
         cancelled = await self._store.request_cancel(task.task_id, cancelled_by)
         if cancelled is not None:
             await self._events.cancelled(cancelled, cancelled_by)
+            for request in await self._store.cancel_requests_of(task.task_id, utc_now()):
+                await self._events.request_resolved(request)
         elif not self._cancel_here(task.task_id, cancelled_by) and self._signals is not None:
             await self._signals.cancel(task.task_id, cancelled_by)
 
@@ -185,10 +202,6 @@ class TaskRuntime:
         scope.cancel()
         return True
 
-    @property
-    def questions(self) -> PendingQuestions:
-        """Approvals and user answers the agents are waiting for."""
-        return self._questions
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -233,9 +246,17 @@ class TaskRuntime:
                 nursery.start_soon(self._keep_lease, task_id, scope)
                 try:
                     with scope:
-                        await self._events.started(task)
-                        final = await self._drive(task)
-                        await self._finish(task, final)
+                        if await self._store.get_transcript(task_id) is None:
+                            await self._events.started(task)  # once: not again on a resume
+                        else:
+                            await self._events.status(task, "resuming", None)
+                        outcome = await self._driver.drive(task, await self._request(task))
+                        if isinstance(outcome, Waiting):
+                            await self._events.waiting(task, outcome.request)
+                        else:
+                            await self._finish(task, outcome)
+                except LeaseLost:
+                    pass  # the task is no longer ours: whoever has it says what happened
                 except (UnknownAgent, AgentError) as error:
                     failure = str(error)
                 except Exception as error:
@@ -269,41 +290,20 @@ class TaskRuntime:
                 self._cancel_here(task_id, asked_by)
 
     async def _expire_lapsed_leases(self) -> None:
-        """Tasks whose process died fail ("interrupted"), found by whichever
-        process looks first; at start-up too, for this process's earlier life."""
+        """Tasks whose process died fail ("interrupted"), and requests nobody
+        answered in time time out, found by whichever process looks first; at
+        start-up too, for this process's earlier life."""
         while True:
-            with error_boundary(log, "expiring task leases"):
+            with error_boundary(log, "expiring leases and requests"):
                 try:
                     lapsed = await self._store.expire_leases(utc_now(), INTERRUPTED)
+                    await self.decisions.expire()
                 except StoreError as error:
-                    report_client_error(log, "task leases cannot be checked now", str(error))
+                    report_client_error(log, "leases cannot be checked now", str(error))
                     lapsed = []
                 for task in lapsed:
                     await self._events.failed(task, INTERRUPTED)
             await trio.sleep(self._leases.renewal)
-
-    async def _drive(self, task: Task) -> Final:
-        """Run the agent, reporting each event; its Final."""
-        agent = self._agents.get(task.agent_id)
-        request = await self._request(task)
-        final: Final | None = None
-        async for event in agent.run(request, self._questions.context_for(task)):
-            match event:
-                case Status():
-                    await self._events.status(task, event.status, event.detail)
-                case Token() if task.is_streaming:
-                    await self._events.chunk(task, event.delta, False)
-                case ToolStarted():
-                    await self._events.tool_started(task, event.tool_name, event.arguments)
-                case ToolCompleted():
-                    await self._events.tool_completed(
-                        task, event.tool_name, event.duration_ms, event.ok
-                    )
-                case Final():
-                    final = event
-        if final is None:
-            raise AgentError("The agent ended without a reply.")
-        return final
 
     async def _request(self, task: Task) -> AgentRequest:
         asked = await self._store.get_message(task.owner, task.message_id)
@@ -366,54 +366,3 @@ class TaskRuntime:
             )
             if finished is not None:
                 await self._events.cancelled(finished, by)
-
-
-class PendingQuestions:
-    """Approvals and questions agents wait on, until something answers them
-    (the approvals feature; tests answer them directly)."""
-
-    def __init__(self) -> None:
-        self._waiting: dict[str, tuple[trio.Event, list[Any]]] = {}
-        self._ids = itertools.count(1)
-
-    def context_for(self, task: Task) -> TaskContext:
-        return TaskContext(self, task)
-
-    async def wait(self, prefix: str) -> tuple[str, Any]:
-        question_id = f"{prefix}_{next(self._ids)}"
-        answered = trio.Event()
-        box: list[Any] = []
-        self._waiting[question_id] = (answered, box)
-        try:
-            await answered.wait()
-        finally:
-            del self._waiting[question_id]
-        return question_id, box[0]
-
-    def pending(self) -> list[str]:
-        return list(self._waiting)
-
-    def answer(self, question_id: str, answer: Any) -> bool:
-        """Give a waiting agent its answer; False if nothing waits for it."""
-        waiting = self._waiting.get(question_id)
-        if waiting is None or waiting[0].is_set():
-            return False
-        waiting[1].append(answer)
-        waiting[0].set()
-        return True
-
-
-class TaskContext:
-    """``AgentContext`` for one task."""
-
-    def __init__(self, questions: PendingQuestions, task: Task) -> None:
-        self._questions = questions
-        self.task = task
-
-    async def request_approval(self, action: str, details: dict[str, Any]) -> Decision:
-        _, decision = await self._questions.wait("approval")
-        return decision
-
-    async def ask_user(self, question: str) -> str:
-        _, answer = await self._questions.wait("info")
-        return answer

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 
 import trio
 
-from .base import AgentContext, AgentEvent, AgentRequest, Final, Status, Token
+from .base import AgentEvent, AgentRequest, Final, Status, Token
 
 
 class SyntheticAgent:
@@ -28,7 +28,8 @@ class SyntheticAgent:
         self._tokens = tokens
         self._delay = token_delay
 
-    async def run(self, request: AgentRequest, context: AgentContext) -> AsyncIterator[AgentEvent]:
+    async def step(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
+        """One step: it never calls a tool."""
         yield Status("thinking")
         parts = []
         for _ in range(self._tokens):

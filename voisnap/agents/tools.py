@@ -1,10 +1,17 @@
-"""The built-in agent's tools: real ones, small enough to need no network.
+"""The tools every agent may call: real ones, small enough to need no network.
 
 - ``current_time``: the time now, in UTC;
 - ``calculator``: arithmetic on numbers with + - * / % ** and parentheses,
   evaluated by walking the expression's syntax tree (never ``eval``);
-- ``add_note`` / ``list_notes``: a per-user notes store, kept in the server's
-  store so that notes survive restarts.
+- ``add_note`` / ``list_notes`` / ``delete_note``: a per-user notes store,
+  kept in the server's store so that notes survive restarts. ``delete_note``
+  really changes state, so it needs a person's approval by default;
+- ``ask_user``: a question to the user, with optional choices. It is not run
+  here: the runtime turns it into an info request and waits for the answer.
+
+``Toolbox`` holds them with their JSON-schema parameters (what a model is told,
+and what an edited approval's parameters are checked against, with the
+``jsonschema`` library) and runs them. Results are plain JSON data.
 """
 
 from __future__ import annotations
@@ -13,10 +20,14 @@ import ast
 import datetime
 import operator
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
+import jsonschema
+
 from ..storage.base import Note, Owner, Store, utc_now
+from .base import ToolSpec
 
 OPERATORS: dict[type, Callable[..., Any]] = {
     ast.Add: operator.add,
@@ -101,3 +112,165 @@ async def add_note(store: Store, owner: Owner, text: str) -> Note:
 
 async def list_notes(store: Store, owner: Owner) -> list[Note]:
     return await store.list_notes(owner)
+
+
+async def delete_note(
+    store: Store, owner: Owner, note_id: str | None = None, text: str | None = None
+) -> Note:
+    deleted = await store.delete_note(owner, note_id=note_id, text=text)
+    if deleted is None:
+        raise ToolError("No note of yours has that id." if note_id else "No note has that text.")
+    return deleted
+
+
+def note_data(note: Note) -> dict[str, Any]:
+    return {"noteId": note.note_id, "text": note.text, "createdAt": note.created_at.isoformat()}
+
+
+# -- the toolbox ----------------------------------------------------------------------------------
+
+ASK_USER = "ask_user"
+DEFAULT_APPROVAL = frozenset({"delete_note"})
+
+SPECS: dict[str, ToolSpec] = {
+    spec.name: spec
+    for spec in (
+        ToolSpec(
+            "current_time",
+            "The current date and time, in UTC.",
+            {"type": "object", "properties": {}, "additionalProperties": False},
+        ),
+        ToolSpec(
+            "calculator",
+            "Evaluate arithmetic: numbers with + - * / % ** and parentheses.",
+            {
+                "type": "object",
+                "properties": {"expression": {"type": "string", "maxLength": MAX_EXPRESSION}},
+                "required": ["expression"],
+                "additionalProperties": False,
+            },
+        ),
+        ToolSpec(
+            "add_note",
+            "Remember a note for the user.",
+            {
+                "type": "object",
+                "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 2000}},
+                "required": ["text"],
+                "additionalProperties": False,
+            },
+        ),
+        ToolSpec(
+            "list_notes",
+            "The user's notes, oldest first.",
+            {"type": "object", "properties": {}, "additionalProperties": False},
+        ),
+        ToolSpec(
+            "delete_note",
+            "Delete one of the user's notes, by its id or its exact text.",
+            {
+                "type": "object",
+                "properties": {
+                    "noteId": {"type": "string", "minLength": 1},
+                    "text": {"type": "string", "minLength": 1},
+                },
+                "oneOf": [{"required": ["noteId"]}, {"required": ["text"]}],
+                "additionalProperties": False,
+            },
+        ),
+        ToolSpec(
+            ASK_USER,
+            "Ask the user a question and wait for the answer; with options, the answer is "
+            "one of them.",
+            {
+                "type": "object",
+                "properties": {
+                    "question": {"type": "string", "minLength": 1, "maxLength": 2000},
+                    "options": {
+                        "type": ["array", "null"],
+                        "items": {"type": "string", "minLength": 1},
+                        "minItems": 1,
+                    },
+                },
+                "required": ["question"],
+                "additionalProperties": False,
+            },
+        ),
+    )
+}
+TOOL_NAMES = tuple(SPECS)
+
+
+@attrs.frozen
+class ToolSet:
+    """What one agent may call, and which of those need a person's approval
+    (the agents file's ``tools`` and ``require_approval``)."""
+
+    tools: tuple[str, ...] = TOOL_NAMES
+    require_approval: frozenset[str] = DEFAULT_APPROVAL
+
+    def specs(self) -> tuple[ToolSpec, ...]:
+        return tuple(SPECS[name] for name in self.tools)
+
+    def needs_approval(self, name: str) -> bool:
+        return name in self.require_approval
+
+
+def check_tool_names(names: Any, what: str) -> tuple[str, ...]:
+    """``names`` as tool names, or ValueError naming what is wrong."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"'{what}' must be a list of tool names")
+    unknown = [name for name in names if name not in SPECS]
+    if unknown:
+        raise ValueError(f"'{what}' names unknown tools {unknown} (known: {list(SPECS)})")
+    return tuple(names)
+
+
+def check_arguments(name: str, arguments: Any) -> None:
+    """ToolError naming the problem unless ``arguments`` fit the tool's schema."""
+    spec = SPECS.get(name)
+    if spec is None:
+        raise ToolError(f"There is no tool '{name}'.")
+    try:
+        jsonschema.validate(arguments, spec.parameters)
+    except jsonschema.ValidationError as error:
+        raise ToolError(f"Invalid parameters for '{name}': {error.message}") from None
+
+
+class Toolbox:
+    """Runs the tools for a user (all but ``ask_user``, which is the runtime's)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._tools: dict[str, Callable[..., Awaitable[Any]]] = {
+            "current_time": self._current_time,
+            "calculator": self._calculator,
+            "add_note": self._add_note,
+            "list_notes": self._list_notes,
+            "delete_note": self._delete_note,
+        }
+
+    async def run(self, owner: Owner, name: str, arguments: dict[str, Any]) -> Any:
+        """The tool's result as plain data; ToolError if it cannot do it."""
+        check_arguments(name, arguments)
+        tool = self._tools.get(name)
+        if tool is None:
+            raise ToolError(f"'{name}' is not a tool that runs by itself.")
+        return await tool(owner, **arguments)
+
+    async def _current_time(self, owner: Owner) -> str:
+        return current_time()
+
+    async def _calculator(self, owner: Owner, expression: str) -> int | float:
+        return calculate(expression)
+
+    async def _add_note(self, owner: Owner, text: str) -> dict[str, Any]:
+        return note_data(await add_note(self._store, owner, text))
+
+    async def _list_notes(self, owner: Owner) -> list[dict[str, Any]]:
+        return [note_data(note) for note in await list_notes(self._store, owner)]
+
+    async def _delete_note(
+        self, owner: Owner, noteId: str | None = None, text: str | None = None
+    ) -> dict[str, Any]:
+        return note_data(await delete_note(self._store, owner, note_id=noteId, text=text))

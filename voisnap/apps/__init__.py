@@ -1,17 +1,82 @@
-"""The product: its hubs, stores and agents, mounted on the framework's server."""
+"""The product: its hubs, stores and agents, mounted on the framework's server.
+
+One runtime, many faces: the store, the agents and the task runtime exist
+once; each hub is a rendering of the runtime's domain events (``faces``).
+"""
 
 from __future__ import annotations
 
+from functools import partial
+
+import trio
+
+from ..agents.registry import load_agents
+from ..agents.runtime import Leases, RequestTimeouts, TaskRuntime
 from ..config import Settings
 from ..server.factory import create_server
 from ..server.hub_server import HubServer
-from .chat import mount_chat
+from ..storage.base import Store
+from ..storage.sqlite import SqliteStore
+from .approvals import ApprovalsEvents, ApprovalsHub, ApprovalsRest
+from .chat import ChatEvents, ChatHub, ChatRest, ChatServices
+from .chat.signals import BackplaneTaskSignals
+from .faces import Faces
 from .playground import PlaygroundHub
+from .tasks import TasksEvents, TasksHub
+
+DATABASE = "voisnap.db"
 
 
 def create_product(settings: Settings) -> HubServer:
     """A server with every hub of the product mounted: what ``voisnap serve`` runs."""
     server = create_server(settings)
     server.mount("/hubs/playground", PlaygroundHub)
-    mount_chat(server)
+    store = open_store(settings)
+    agents = load_agents(settings.agents_file, settings.agent_token_delay)
+    chat = server.mount("/hubs/chat", ChatHub)
+    tasks = server.mount("/hubs/tasks", TasksHub, services=store)
+    approvals = server.mount("/hubs/approvals", ApprovalsHub)
+    faces = Faces(
+        ChatEvents(chat.router), TasksEvents(tasks.router), ApprovalsEvents(approvals.router)
+    )
+    runtime = TaskRuntime(
+        store,
+        agents,
+        faces,
+        workers=settings.agent_workers,
+        queue_limit=settings.agent_queue_limit,
+        node=server.cluster.node_id,
+        leases=Leases(settings.task_lease, settings.task_lease_renewal),
+        signals=BackplaneTaskSignals(server.cluster),
+        timeouts=RequestTimeouts(settings.approval_timeout, settings.info_request_timeout),
+        max_steps=settings.agent_max_steps,
+    )
+    chat.services = ChatServices(store=store, agents=agents, runtime=runtime, events=faces)
+    approvals.services = runtime.decisions
+    server.add_service(partial(keep_open, store))
+    server.add_service(runtime.run)
+    server.readiness_checks["store"] = store.ping
+    server.add_routes(ChatRest(store).routes())
+    server.add_routes(ApprovalsRest(store, runtime.decisions).routes())
     return server
+
+
+def open_store(settings: Settings) -> Store:
+    """PostgreSQL when ``--database`` names one (shared by hosts), else the
+    SQLite file in the data dir (shared by the processes of one host)."""
+    if settings.database_url:
+        from ..storage.postgres import PostgresStore  # loads psycopg only when it is used
+
+        return PostgresStore(settings.database_url)
+    return SqliteStore(settings.data_dir / DATABASE)
+
+
+async def keep_open(store: Store, *, task_status: trio.TaskStatus[None]) -> None:
+    """Open the store before the server listens; close it when the server ends."""
+    await store.open()
+    try:
+        task_status.started()
+        await trio.sleep_forever()
+    finally:
+        with trio.CancelScope(shield=True):
+            await store.aclose()

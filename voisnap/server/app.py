@@ -90,8 +90,10 @@ class VoisnapApp:
             # Server-Sent Events and long polling stream their responses.
             return await self.transports.handle(scope, receive, send)
         try:
-            await read_body(receive, headers, REST_BODY_LIMIT, self.settings.request_body_timeout)
-            status, content_type, body, extra = await self._route(scope, headers)
+            received = await read_body(
+                receive, headers, REST_BODY_LIMIT, self.settings.request_body_timeout
+            )
+            status, content_type, body, extra = await self._route(scope, headers, received)
         except HttpError as error:
             status, content_type, body, extra = (
                 error.status,
@@ -101,7 +103,9 @@ class VoisnapApp:
             )
         await respond(send, status, body, [*extra, *cors], content_type=content_type)
 
-    async def _route(self, scope: Scope, headers: dict[str, str]) -> tuple[int, str, bytes, list]:
+    async def _route(
+        self, scope: Scope, headers: dict[str, str], received: bytes
+    ) -> tuple[int, str, bytes, list]:
         method, path = scope["method"], scope["path"]
         query = parse_query(scope["query_string"])
         if method == "OPTIONS":
@@ -118,10 +122,15 @@ class VoisnapApp:
         if path.endswith("/negotiate") and method == "POST":
             document = await self.hubs.negotiate(path.removesuffix("/negotiate"), headers, query)
             return 200, "application/json", json_body(document), []
-        return await self._rest(method, path, headers, query)
+        return await self._rest(method, path, headers, query, received)
 
     async def _rest(
-        self, method: str, path: str, headers: dict[str, str], query: dict[str, str]
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        query: dict[str, str],
+        received: bytes,
     ) -> tuple[int, str, bytes, list]:
         """The apps' REST routes (``server.routes``), with the hubs' JWT."""
         found = match(self.hubs.routes, method, path)
@@ -132,7 +141,9 @@ class VoisnapApp:
         route, params = found
         principal = self.hubs.authenticate(headers, query)
         try:
-            status, document = await route.handler(RestRequest(principal, params, query))
+            status, document = await route.handler(
+                RestRequest(principal, params, query, received)
+            )
         except ServiceUnavailable as error:
             raise HttpError(503, str(error)) from None
         return status, "application/json", json_body(document), []

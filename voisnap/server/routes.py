@@ -15,6 +15,9 @@ from typing import Any
 import attrs
 
 from ..principal import Principal
+from ..protocol.errors import RemoteProtocolError
+from ..protocol.limits import DEFAULT_LIMITS, load_json
+from .http import HttpError
 
 
 @attrs.frozen
@@ -22,6 +25,17 @@ class RestRequest:
     principal: Principal
     params: Mapping[str, str]
     query: Mapping[str, str]
+    body: bytes = b""
+
+    def json(self) -> Any:
+        """The body as JSON (None when there is none), within the decode limits
+        of hub messages; HttpError 400 for anything that is not JSON."""
+        if not self.body.strip():
+            return None
+        try:
+            return load_json(self.body, DEFAULT_LIMITS)
+        except RemoteProtocolError as error:
+            raise HttpError(400, f"The body is not valid JSON: {error}") from None
 
 
 Handler = Callable[[RestRequest], Awaitable[tuple[int, Any]]]

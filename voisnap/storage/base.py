@@ -34,6 +34,8 @@ def utc_now() -> datetime.datetime:
 class TaskState(enum.Enum):
     QUEUED = "queued"
     RUNNING = "running"
+    WAITING = "waiting"
+    """For a person: an approval or an answer. Holds no worker and no lease."""
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -107,6 +109,68 @@ class Note:
     owner: Owner
     text: str
     created_at: datetime.datetime
+
+
+PENDING = "pending"
+
+
+@attrs.frozen
+class Approval:
+    """A tool call that waits for a person's decision (docs/approvals.md).
+    ``status`` is ``pending`` until decided, then the outcome: ``approved``,
+    ``rejected``, ``edited`` or ``timeOut`` (``cancelled`` with its task)."""
+
+    approval_id: str
+    task_id: str
+    session_id: str
+    owner: Owner
+    agent_id: str
+    call_id: str
+    tool_name: str
+    params: dict[str, Any]
+    reason: str | None
+    status: str
+    created_at: datetime.datetime
+    expires_at: datetime.datetime
+    outcome_detail: Any = None
+    """The rejection reason, or the modified params; None otherwise."""
+    resolved_at: datetime.datetime | None = None
+    resolved_by: str | None = None
+
+
+@attrs.frozen
+class InfoRequest:
+    """A question to the user that waits for an answer. ``status`` is
+    ``pending``, then ``answered`` or ``timeOut`` (``cancelled`` with its task)."""
+
+    info_id: str
+    task_id: str
+    session_id: str
+    owner: Owner
+    agent_id: str
+    call_id: str
+    question: str
+    options: tuple[str, ...] | None
+    status: str
+    created_at: datetime.datetime
+    expires_at: datetime.datetime
+    response: str | None = None
+    resolved_at: datetime.datetime | None = None
+    resolved_by: str | None = None
+
+
+Request = Approval | InfoRequest
+
+
+@attrs.frozen
+class Resolution:
+    """What deciding a request did: the request as it now is; whether this
+    call decided it (False: it was decided already, ``request.status`` says
+    how); the task, if the decision sent it back to the queue."""
+
+    request: Request
+    won: bool
+    requeued: Task | None = None
 
 
 @attrs.frozen

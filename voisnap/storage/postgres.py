@@ -102,6 +102,52 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX tasks_by_lease ON tasks (state, lease_until);
     UPDATE tasks SET lease_until = COALESCE(started_at, created_at) WHERE state = 'running';
     """,
+    # 3: approvals and info requests; a waiting task keeps its transcript
+    """
+    ALTER TABLE tasks ADD COLUMN transcript TEXT;
+    CREATE TABLE approvals (
+        approval_id TEXT PRIMARY KEY,
+        task_id TEXT NOT NULL REFERENCES tasks (task_id),
+        session_id TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        tool_name TEXT NOT NULL,
+        params TEXT NOT NULL,
+        reason TEXT,
+        status TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        outcome_detail TEXT,
+        resolved_at TIMESTAMPTZ,
+        resolved_by TEXT
+    );
+    CREATE INDEX approvals_by_task ON approvals (task_id);
+    CREATE INDEX approvals_by_owner ON approvals (tenant_id, user_id, status, created_at);
+    CREATE INDEX approvals_by_expiry ON approvals (status, expires_at);
+    CREATE TABLE info_requests (
+        info_id TEXT PRIMARY KEY,
+        task_id TEXT NOT NULL REFERENCES tasks (task_id),
+        session_id TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        question TEXT NOT NULL,
+        options TEXT,
+        status TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        response TEXT,
+        resolved_at TIMESTAMPTZ,
+        resolved_by TEXT
+    );
+    CREATE INDEX info_requests_by_task ON info_requests (task_id);
+    CREATE INDEX info_requests_by_owner ON info_requests (tenant_id, user_id, status, created_at);
+    CREATE INDEX info_requests_by_expiry ON info_requests (status, expires_at);
+    CREATE INDEX tasks_by_owner ON tasks (tenant_id, user_id, created_at);
+    """,
 )
 
 

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from .base import Accepted, Message, Note, Owner, Session, StoreError, Task, TaskState
+from .sql_requests import RequestQueries
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ class Database(Protocol):
     def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> Any: ...
 
 
-class SqlStore:
+class SqlStore(RequestQueries):
     dialect: Dialect
 
     async def _run(self, work: Callable[[Database], T]) -> T:
@@ -189,6 +190,34 @@ class SqlStore:
     async def get_task_by_id(self, task_id: str) -> Task | None:
         return await self._run(lambda db: self._get_task(db, task_id))
 
+    async def list_tasks(
+        self,
+        owner: Owner,
+        *,
+        states: tuple[TaskState, ...] = (),
+        limit: int = 50,
+        before: str | None = None,
+    ) -> list[Task]:
+        """The owner's tasks, newest first; only those in ``states`` if given;
+        ``before`` is a task id: only tasks created before it."""
+
+        def work(db: Database) -> list[Task]:
+            conditions, parameters = "tenant_id = ? AND user_id = ?", [*_owned(owner)]
+            if states:
+                conditions += f" AND state IN ({', '.join('?' for _ in states)})"
+                parameters += [state.value for state in states]
+            if before is not None:
+                conditions += " AND created_at < (SELECT created_at FROM tasks WHERE task_id = ?)"
+                parameters.append(before)
+            rows = db.execute(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE {conditions} "
+                "ORDER BY created_at DESC LIMIT ?",
+                (*parameters, limit),
+            ).fetchall()
+            return [self._task(row) for row in rows]
+
+        return await self._run(work)
+
     async def count_queued(self) -> int:
         def work(db: Database) -> int:
             row = db.execute("SELECT COUNT(*) FROM tasks WHERE state = ?", ("queued",)).fetchone()
@@ -262,13 +291,15 @@ class SqlStore:
         return await self._run(work)
 
     async def request_cancel(self, task_id: str, by: str) -> Task | None:
-        """A queued task is cancelled now (and returned); a running one is
-        marked, for its runner to stop (None)."""
+        """A queued or waiting task is cancelled now (and returned); a running
+        one is marked, for its runner to stop (None)."""
 
         def work(db: Database) -> Task | None:
             now = datetime.datetime.now(datetime.UTC)
             task = self._finish(
                 db, task_id, TaskState.CANCELLED, None, by, now, only_from=TaskState.QUEUED
+            ) or self._finish(
+                db, task_id, TaskState.CANCELLED, None, by, now, only_from=TaskState.WAITING
             )
             if task is None:
                 db.execute(
@@ -392,6 +423,26 @@ class SqlStore:
             )
 
         await self._run(work)
+
+    async def delete_note(
+        self, owner: Owner, *, note_id: str | None = None, text: str | None = None
+    ) -> Note | None:
+        """Delete one of ``owner``'s notes, by id or by exact text (the oldest
+        with that text); the note, or None if there is none."""
+
+        def work(db: Database) -> Note | None:
+            column, value = ("note_id", note_id) if note_id is not None else ("text", text)
+            row = db.execute(
+                f"SELECT note_id, text, created_at FROM notes WHERE tenant_id = ? "
+                f"AND user_id = ? AND {column} = ? ORDER BY created_at LIMIT 1",
+                (*_owned(owner), value),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("DELETE FROM notes WHERE note_id = ?", (row[0],))
+            return Note(row[0], owner, row[1], self.dialect.time_out(row[2]))
+
+        return await self._run(work)
 
     async def list_notes(self, owner: Owner) -> list[Note]:
         def work(db: Database) -> list[Note]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ...hubs.hub import invocation_of
 from ...routing.router import Router
-from ...storage.base import Message, Session, Task, utc_now
+from ...storage.base import Approval, Message, Request, Session, Task, utc_now
 from .audience import task_audience, user_audience
 from .events import (
     AgentStatus,
@@ -105,13 +105,33 @@ class ChatEvents:
         self._replies.pop(task.task_id, None)
         await self._notify(task, "taskCancelled", success=False, text=None)
 
+    async def waiting(self, task: Task, request: Request) -> None:
+        """The task waits for a person: the session sees why, every device of
+        the user is told there is something to decide or answer."""
+        if isinstance(request, Approval):
+            status, kind, ref_id = "waiting_approval", "approvalPending", request.approval_id
+            text = f"{request.tool_name} {json.dumps(request.params, ensure_ascii=False)}"
+            detail = request.tool_name
+        else:
+            status, kind, ref_id = "waiting_user", "infoRequestPending", request.info_id
+            text = detail = request.question
+        await self._to_task(task, "AgentStatus", AgentStatus(task.task_id, status, detail))
+        await self._notify(task, kind, success=None, text=text, ref_id=ref_id)
+
     # -- user-wide events, to every device of the user -----------------------------------------
 
-    async def _notify(self, task: Task, kind: str, success: bool | None, text: str | None) -> None:
+    async def _notify(
+        self,
+        task: Task,
+        kind: str,
+        success: bool | None,
+        text: str | None,
+        ref_id: str | None = None,
+    ) -> None:
         notification = SessionNotification(
             session_id=task.session_id,
             kind=kind,
-            ref_id=task.task_id,
+            ref_id=ref_id or task.task_id,
             success=success,
             excerpt=excerpt(text),
             timestamp=utc_now(),

@@ -1,0 +1,64 @@
+"""One runtime, many faces: every hub's rendering of the same domain events.
+
+The task runtime reports what happens to tasks once (``agents.runtime.TaskEvents``);
+``Faces`` hands each report to every contract that shows it: the chat hub (the
+session's stream and the user's notifications), the tasks hub (the user's
+ledger), the approvals hub (the requests), and whatever later contracts add.
+A face shows only what it has a method for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..storage.base import Message, Request, Session, Task
+
+
+class Faces:
+    def __init__(self, *faces: Any) -> None:
+        self._faces = faces
+
+    async def _each(self, event: str, *arguments: Any) -> None:
+        for face in self._faces:
+            show = getattr(face, event, None)
+            if show is not None:
+                await show(*arguments)
+
+    async def queued(self, task: Task) -> None:
+        await self._each("queued", task)
+
+    async def started(self, task: Task) -> None:
+        await self._each("started", task)
+
+    async def status(self, task: Task, status: str, detail: str | None) -> None:
+        await self._each("status", task, status, detail)
+
+    async def chunk(self, task: Task, delta: str, is_final: bool) -> None:
+        await self._each("chunk", task, delta, is_final)
+
+    async def tool_started(self, task: Task, tool_name: str, arguments: dict[str, Any]) -> None:
+        await self._each("tool_started", task, tool_name, arguments)
+
+    async def tool_completed(self, task: Task, tool_name: str, duration_ms: int, ok: bool) -> None:
+        await self._each("tool_completed", task, tool_name, duration_ms, ok)
+
+    async def message(self, task: Task, message: Message) -> None:
+        await self._each("message", task, message)
+
+    async def completed(self, task: Task) -> None:
+        await self._each("completed", task)
+
+    async def failed(self, task: Task, error: str) -> None:
+        await self._each("failed", task, error)
+
+    async def cancelled(self, task: Task, cancelled_by: str) -> None:
+        await self._each("cancelled", task, cancelled_by)
+
+    async def waiting(self, task: Task, request: Request) -> None:
+        await self._each("waiting", task, request)
+
+    async def request_resolved(self, request: Request) -> None:
+        await self._each("request_resolved", request)
+
+    async def session_updated(self, session: Session) -> None:
+        await self._each("session_updated", session)
