@@ -15,7 +15,7 @@ asks for the next step. Because everything an agent needs is in the stored
 transcript, a task can stop between steps (a tool that needs a person's
 approval, a question to the user) for hours, hold no worker meanwhile, and go
 on in another process after a restart: the agent resumes from the transcript,
-not from memory (docs/approvals.md).
+not from memory (docs/hubs/approvals.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A person's decisions and answers, for tasks that wait for them (docs/approvals.md).
+"""A person's decisions and answers, for tasks that wait for them (docs/hubs/approvals.md).
 
 An approval is decided by the owner of its session, or by a user of the same
 tenant with the role ``admin``; anyone else is told it does not exist, in the

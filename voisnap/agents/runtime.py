@@ -148,7 +148,7 @@ class TaskRuntime:
             max_steps=max_steps,
         )
         self.decisions = Decisions(store, events, self.submit)
-        """Approvals and answers (docs/approvals.md)."""
+        """Approvals and answers (docs/hubs/approvals.md)."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run tasks forever (in the server's nursery): claim queued ones from

@@ -116,7 +116,7 @@ PENDING = "pending"
 
 @attrs.frozen
 class Approval:
-    """A tool call that waits for a person's decision (docs/approvals.md).
+    """A tool call that waits for a person's decision (docs/hubs/approvals.md).
     ``status`` is ``pending`` until decided, then the outcome: ``approved``,
     ``rejected``, ``edited`` or ``timeOut`` (``cancelled`` with its task)."""
 

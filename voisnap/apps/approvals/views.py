@@ -1,4 +1,4 @@
-"""What the approvals hub and its REST routes show of a request (docs/approvals.md).
+"""What the approvals hub and its REST routes show of a request (docs/hubs/approvals.md).
 
 The hub events carry exactly the fields the contract names; the REST objects
 (``ApprovalView``, ``InfoRequestView``) add what a list needs later: the

@@ -3,6 +3,8 @@
 - ``GET /sessions``: the caller's sessions, most recently active first;
 - ``GET /sessions/{sessionId}/messages?limit=50&before=<messageId>``: a
   session's messages, oldest first (``before`` pages back in time);
+- ``GET /tasks?status=&limit=&before=``: the task ledger, every session,
+  newest first (``before``: a task id);
 - ``GET /tasks/{taskId}``: a task and its state.
 
 Field names are the hub events' (camelCase). Another user's or tenant's ids
@@ -18,7 +20,7 @@ import attrs
 
 from ...hubs.binder import unstructure
 from ...server.routes import RestRequest, Route
-from ...storage.base import Message, Owner, Session, Store, Task
+from ...storage.base import Message, Owner, Session, Store, Task, TaskState
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -103,6 +105,7 @@ class ChatRest:
         return [
             Route.of("GET", "/sessions", self.sessions),
             Route.of("GET", "/sessions/{session_id}/messages", self.messages),
+            Route.of("GET", "/tasks", self.tasks),
             Route.of("GET", "/tasks/{task_id}", self.task),
         ]
 
@@ -121,6 +124,25 @@ class ChatRest:
         before = request.query.get("before") or None
         messages = await self._store.list_messages(owner, session_id, limit=limit, before=before)
         return 200, [unstructure(message_view(m)) for m in messages]
+
+    async def tasks(self, request: RestRequest) -> tuple[int, Any]:
+        """The task ledger: the caller's tasks of every session, newest first."""
+        status = request.query.get("status")
+        states: tuple[TaskState, ...] = ()
+        if status is not None:
+            try:
+                states = (TaskState(status),)
+            except ValueError:
+                known = ", ".join(state.value for state in TaskState)
+                return 400, {"error": f"'status' must be one of {known}."}
+        limit = _limit(request.query.get("limit"))
+        if limit is None:
+            return 400, {"error": f"'limit' must be an integer from 1 to {MAX_LIMIT}."}
+        before = request.query.get("before") or None
+        tasks = await self._store.list_tasks(
+            _owner(request), states=states, limit=limit, before=before
+        )
+        return 200, [unstructure(task_view(task)) for task in tasks]
 
     async def task(self, request: RestRequest) -> tuple[int, Any]:
         task_id = request.params["task_id"]
