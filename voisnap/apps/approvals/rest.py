@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...agents.decisions import Decider, DecisionError, Decisions
+from ...agents.decisions import OUTCOMES, Decider, DecisionError, Decisions
 from ...hubs.binder import unstructure
 from ...server.routes import RestRequest, Route
 from ...storage.base import Store
@@ -60,6 +60,8 @@ class ApprovalsRest:
         body = request.json()
         if not isinstance(body, dict) or not isinstance(body.get("outcome"), str):
             return 400, {"error": "The body must be a JSON object with an 'outcome'."}
+        if body["outcome"] not in OUTCOMES:
+            return 400, {"error": f"The outcome must be one of {', '.join(OUTCOMES)}."}
         reason = body.get("reason")
         if reason is not None and not isinstance(reason, str):
             return 400, {"error": "'reason' must be a string."}
