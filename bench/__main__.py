@@ -1,10 +1,15 @@
 """``python -m bench``: fan-out benchmarks, voisnap side by side with its peers.
 
     python -m bench fanout                    # voisnap, websockets, python-socketio
+    python -m bench churn                     # voisnap only
     python -m bench all --targets voisnap,websockets
     python -m bench fanout --quick            # a few seconds: proves the harness works
     python -m bench fanout --targets voisnap --url http://127.0.0.1:8080 --token "$TOKEN" \
         [--server-pid PID]                    # a voisnap you started yourself
+    python -m bench fanout --targets voisnap --workers 2 --redis-url redis://127.0.0.1:6379/0
+        # scale-out: 1 process, 1 process with Redis, 2 processes with Redis
+    python -m bench chat --workers 2 --redis-url redis://... --database-url postgresql://...
+        # chat: 1 process on SQLite beside 2 processes on Redis and PostgreSQL
 
 Every target runs the same scenario with the same Node load generator, one after
 the other, in one run. Results go to ``bench/results/<time>-<scenario>.json``
@@ -21,10 +26,12 @@ from pathlib import Path
 
 from .harness import (
     ChatLoad,
+    ClusterUnderTest,
     LoadGenerator,
     ServerUnderTest,
     external_voisnap,
     peer_server,
+    voisnap_cluster,
     voisnap_server,
 )
 from .report import plot, summarize
@@ -51,6 +58,17 @@ FULL = {
         "baseline_duration": 8.0,
         "duration": 25.0,
     },
+    # Issue 9's soak: 600 clients churning, 10 new connections a second (each
+    # stays a minute), for five minutes: several full collections of the server
+    # before issue 9.
+    "churn": {
+        "subscribers": 1000,
+        "size": 200,
+        "rate": 10,
+        "duration": 300.0,
+        "churners": 600,
+        "churn_rate": 10,
+    },
 }
 QUICK = {
     "fanout": {"subscribers": 50, "size": 200, "duration": 1.0, "rates": [5, 20]},
@@ -63,6 +81,14 @@ QUICK = {
         "rate": 100,
         "baseline_duration": 1.0,
         "duration": 4.0,
+    },
+    "churn": {
+        "subscribers": 50,
+        "size": 200,
+        "rate": 10,
+        "duration": 3.0,
+        "churners": 20,
+        "churn_rate": 10,
     },
 }
 
@@ -78,9 +104,9 @@ def main() -> None:
         if arguments.subscribers:
             options["subscribers"] = arguments.subscribers
         result = {"scenario": scenario, "options": options, "targets": {}}
-        for target in targets:
-            if scenario in ONLY_VOISNAP and target != "voisnap":
-                continue  # the peers have no chat hub
+        for target in _expand(targets, arguments):
+            if scenario in ONLY_VOISNAP and not target.startswith("voisnap"):
+                continue  # the peers have no chat hub, nor groups to join and leave
             result["targets"][target] = _run(scenario, target, options, arguments)
         path = RESULTS / f"{stamp}-{scenario}.json"
         path.write_text(json.dumps(result, indent=2))
@@ -94,7 +120,7 @@ def _run(scenario: str, target: str, options: dict, arguments: argparse.Namespac
         server = _server(target, Path(data_dir), arguments, scenario, options)
         server.start()
         load = (
-            ChatLoad(arguments.workers) if scenario == "chat" else LoadGenerator(arguments.workers)
+            ChatLoad(arguments.loadgen) if scenario == "chat" else LoadGenerator(arguments.loadgen)
         )
         try:
             outcome = SCENARIOS[scenario](server, load, options)
@@ -105,12 +131,27 @@ def _run(scenario: str, target: str, options: dict, arguments: argparse.Namespac
         return outcome
 
 
+def _expand(targets: list[str], arguments: argparse.Namespace) -> list[str]:
+    """With ``--redis-url``, voisnap runs as 1 process without Redis, 1 with,
+    and ``--workers`` processes with it, one after the other in this run."""
+    if not arguments.redis_url or "voisnap" not in targets:
+        return targets
+    variants = ["voisnap", REDIS]
+    if arguments.workers > 1:
+        variants.append(f"voisnap x{arguments.workers}")
+    index = targets.index("voisnap")
+    return targets[:index] + variants + targets[index + 1 :]
+
+
+REDIS = "voisnap+redis"
+
+
 def _server(
     target: str, data_dir: Path, arguments: argparse.Namespace, scenario: str, options: dict
-) -> ServerUnderTest:
+) -> ServerUnderTest | ClusterUnderTest:
     if target == "voisnap" and arguments.url:
         return external_voisnap(arguments.url, arguments.token, arguments.server_pid)
-    if target != "voisnap":
+    if not target.startswith("voisnap"):
         return peer_server(target)
     # The quick slow-consumer run publishes 30 KB messages: over the 32 KiB default.
     settings = {"max_message_size": str(64 * 1024)}
@@ -118,7 +159,14 @@ def _server(
         agents = data_dir / "agents.toml"
         agents.write_text(chat_agents_file(options))
         settings |= {"agents_file": str(agents), "agent_workers": str(options["sessions"])}
-    return voisnap_server(data_dir, settings)
+    if target == "voisnap":
+        return voisnap_server(data_dir, settings)
+    settings["redis_url"] = arguments.redis_url
+    if target == REDIS:
+        return voisnap_cluster(target, data_dir, settings, processes=1)
+    if arguments.database_url:
+        settings["database_url"] = arguments.database_url
+    return voisnap_cluster(target, data_dir, settings, processes=arguments.workers)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -129,7 +177,17 @@ def _parser() -> argparse.ArgumentParser:
         default="voisnap,websockets,socketio",
         help="comma-separated: voisnap, websockets, socketio",
     )
-    parser.add_argument("--workers", type=int, default=2, help="load-generator processes")
+    parser.add_argument("--loadgen", type=int, default=2, help="load-generator processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="voisnap processes for the scale-out variant (with --redis-url)",
+    )
+    parser.add_argument("--redis-url", help="run voisnap with this Redis backplane too")
+    parser.add_argument(
+        "--database-url", help="PostgreSQL for the scale-out variant's store (default: SQLite)"
+    )
     parser.add_argument("--subscribers", type=int, default=0, help="override the scenario's N")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--url", help="bench a voisnap already running at this http:// URL")

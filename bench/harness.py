@@ -91,6 +91,17 @@ class ServerUnderTest:
         self.stop()
         raise RuntimeError(f"{self.name} did not start")
 
+    @property
+    def protocol(self) -> str:
+        """How the load generator speaks to it (bench/loadgen/targets.mjs)."""
+        return self.name
+
+    def publisher_port(self) -> int:
+        return self.port
+
+    def subscriber_ports(self) -> list[int]:
+        return [self.port]
+
     def mint(self, user: str, tenant: str) -> str:
         from voisnap.server.auth import TokenAuthority
 
@@ -136,8 +147,10 @@ class ServerUnderTest:
                 self.process.wait(10)
 
 
-def voisnap_server(data_dir: Path, settings: dict[str, str] | None = None) -> ServerUnderTest:
-    secret = os.urandom(32).hex()
+def voisnap_server(
+    data_dir: Path, settings: dict[str, str] | None = None, secret: str | None = None
+) -> ServerUnderTest:
+    secret = secret or os.urandom(32).hex()
     env = {
         "VOISNAP_JWT_SECRET": secret,
         **{f"VOISNAP_{k.upper()}": v for k, v in (settings or {}).items()},
@@ -150,6 +163,70 @@ def voisnap_server(data_dir: Path, settings: dict[str, str] | None = None) -> Se
     server.secret = secret
     server.token = server.mint("bench", "bench")
     return server
+
+
+@attrs.define
+class ClusterUnderTest:
+    """Several voisnap processes on one backplane (and one store), each on its
+    own port: the publisher connects to the first, the subscribers to the
+    others, so that every delivery crosses the backplane. ``voisnap serve
+    --workers N`` would put them behind one port, where the kernel, not the
+    harness, decides which process a client lands on."""
+
+    name: str
+    members: list[ServerUnderTest]
+    protocol: str = "voisnap"
+
+    @property
+    def host(self) -> str:
+        return self.members[0].host
+
+    @property
+    def port(self) -> int:
+        return self.members[0].port
+
+    @property
+    def token(self) -> str:
+        return self.members[0].token
+
+    @property
+    def samples(self) -> list[tuple[float, int, float]]:
+        """Every member's samples, summed (their samplers tick together)."""
+        columns = zip(*(member.samples for member in self.members), strict=False)
+        return [(row[0][0], sum(r[1] for r in row), sum(r[2] for r in row)) for row in columns]
+
+    def publisher_port(self) -> int:
+        return self.members[0].port
+
+    def subscriber_ports(self) -> list[int]:
+        return [member.port for member in self.members[1:]] or [self.members[0].port]
+
+    def start(self) -> None:
+        for member in self.members:
+            member.start()
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def mint(self, user: str, tenant: str) -> str:
+        return self.members[0].mint(user, tenant)
+
+    def rss(self) -> float:
+        return sum(member.rss() for member in self.members)
+
+    def cpu_seconds(self) -> float:
+        return sum(member.cpu_seconds() for member in self.members)
+
+
+def voisnap_cluster(
+    name: str, data_dir: Path, settings: dict[str, str], processes: int
+) -> ClusterUnderTest:
+    """``processes`` voisnap servers sharing ``settings`` (a Redis URL, maybe
+    a database), one JWT secret and one data dir."""
+    secret = os.urandom(32).hex()
+    members = [voisnap_server(data_dir, settings, secret) for _ in range(processes)]
+    return ClusterUnderTest(name, members)
 
 
 def external_voisnap(url: str, token: str, pid: int | None) -> ServerUnderTest:
@@ -226,30 +303,35 @@ class LoadGenerator:
     def __init__(self, workers: int) -> None:
         self.workers = [Worker() for _ in range(workers)]
 
-    def connect(self, server: ServerUnderTest, target: str, subscribers: int, group: str) -> int:
-        common = {
-            "target": target,
-            "host": server.host,
-            "port": server.port,
-            "token": server.token,
-            "group": group,
-        }
+    def connect(
+        self,
+        server: ServerUnderTest | ClusterUnderTest,
+        target: str,
+        subscribers: int,
+        group: str,
+        subscriber_ports: list[int] | None = None,
+    ) -> int:
+        """Connect the subscribers (spread over ``subscriber_ports``, by default
+        the server's), then the publisher."""
+        common = {"target": target, "host": server.host, "token": server.token, "group": group}
+        ports = subscriber_ports or server.subscriber_ports()
         shares = _split(subscribers, len(self.workers))
-        for worker, share in zip(self.workers, shares, strict=True):
-            worker.send(cmd="connect", count=share, **common)
+        for index, (worker, share) in enumerate(zip(self.workers, shares, strict=True)):
+            worker.send(cmd="connect", count=share, port=ports[index % len(ports)], **common)
         connected = 0
         for worker in self.workers:
             reply = worker.reply("connected", timeout=300)
             connected += reply["count"]
             if reply["failed"]:
                 print(f"  {reply['failed']} subscribers failed to connect: {reply['error']}")
-        self.workers[0].send(cmd="publisher", **common)
+        self.workers[0].send(cmd="publisher", port=server.publisher_port(), **common)
         self.workers[0].reply("publisher")
         return connected
 
-    def begin(self) -> None:
+    def begin(self, timeline: bool = False) -> None:
+        """Start a measurement; ``timeline`` keeps each second's highest latency too."""
         for worker in self.workers:
-            worker.send(cmd="begin")
+            worker.send(cmd="begin", timeline=timeline)
         for worker in self.workers:
             worker.reply("begun")
 
@@ -269,6 +351,26 @@ class LoadGenerator:
         for worker in self.workers:
             worker.reply("stalled")
 
+    def start_churn(self, population: int, rate: float) -> int:
+        """Clients that connect, join the group, stay ``population / rate``
+        seconds and leave: ``rate`` arrivals a second, shared by the workers.
+        Returns once the population is in."""
+        lifetime_ms = 1000 * population / rate
+        shares = _split(population, len(self.workers))
+        for worker, share in zip(self.workers, shares, strict=True):
+            worker.send(
+                cmd="churn",
+                population=share,
+                rate=rate / len(self.workers),
+                lifetime_ms=lifetime_ms,
+            )
+        return sum(worker.reply("churning", timeout=300)["count"] for worker in self.workers)
+
+    def stop_churn(self) -> list[dict]:
+        for worker in self.workers:
+            worker.send(cmd="churn_stop")
+        return [worker.reply("churned") for worker in self.workers]
+
     def close(self) -> None:
         for worker in self.workers:
             worker.close()
@@ -284,8 +386,15 @@ class ChatLoad:
     def __init__(self, workers: int) -> None:
         self.workers = [Worker(CHAT_WORKER) for _ in range(workers)]
 
-    def setup(self, server: ServerUnderTest, sessions: int, devices: int, setup_agent: str) -> int:
-        """Create ``sessions`` sessions, one user each, with ``devices`` joined devices."""
+    def setup(
+        self,
+        server: ServerUnderTest | ClusterUnderTest,
+        sessions: int,
+        devices: int,
+        setup_agent: str,
+    ) -> int:
+        """Create ``sessions`` sessions, one user each, with ``devices`` joined
+        devices; on a cluster, a session's devices go to different processes."""
         everyone = [
             {"id": f"bench-session-{n}", "token": server.mint(f"bench-user-{n}", "bench")}
             for n in range(sessions)
@@ -296,7 +405,7 @@ class ChatLoad:
             worker.send(
                 cmd="setup",
                 host=server.host,
-                port=server.port,
+                ports=[server.publisher_port(), *server.subscriber_ports()],
                 devices=devices,
                 setup_agent=setup_agent,
                 sessions=everyone[start : start + share],
@@ -324,6 +433,7 @@ class Latency:
     p50: float
     p95: float
     p99: float
+    p999: float
     max: float
 
     @classmethod
@@ -336,6 +446,7 @@ class Latency:
             p50=_percentile(merged, 0.50),
             p95=_percentile(merged, 0.95),
             p99=_percentile(merged, 0.99),
+            p999=_percentile(merged, 0.999),
             max=maximum,
         )
 

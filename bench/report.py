@@ -44,6 +44,8 @@ def figures(scenario: str, outcome: dict) -> dict[str, float]:
             "max ms": latency["max"],
             "completed replies": outcome["completed"],
         }
+    if scenario == "churn":
+        return _churn_figures(outcome)
     stalled = outcome["with_stalled"]
     return {
         "baseline p99 ms": outcome["baseline"]["latency"]["p99"],
@@ -58,6 +60,28 @@ def figures(scenario: str, outcome: dict) -> dict[str, float]:
     }
 
 
+def _churn_figures(outcome: dict) -> dict[str, float]:
+    latency, churn = outcome["latency"], outcome["churn"]
+    nan = float("nan")
+    collector = outcome["gc"] or {}  # None: the server's /stats has no "gc"
+    return {
+        "p50 ms": latency["p50"],
+        "p99 ms": latency["p99"],
+        "p99.9 ms": latency["p999"],
+        "max ms": latency["max"],
+        "lost deliveries": outcome["expected"] - outcome["received"],
+        "full collections": collector.get("full_collections", nan),
+        "longest full pause ms": collector.get("longest_full_ms", nan),
+        "mean full CPU ms": collector.get("mean_full_cpu_ms", nan),
+        "pauses over 20 ms": collector.get("pauses_over_20ms", nan),
+        "server cores": outcome["server_cores"],
+        "machine cores": outcome.get("machine_cores", nan),
+        "server RSS MiB at end": outcome["rss_after"] / MIB,
+        "churners joined": churn["opened"],
+        "join p99 ms": churn["join_latency"]["p99"],
+    }
+
+
 def summarize(result: dict) -> str:
     scenario = result["scenario"]
     table = {target: figures(scenario, outcome) for target, outcome in result["targets"].items()}
@@ -67,12 +91,26 @@ def summarize(result: dict) -> str:
     for name in names:
         lines.append(name.ljust(30) + "".join(f"{table[t][name]:14.2f}" for t in targets))
     if "voisnap" in table:
-        for peer in (t for t in targets if t != "voisnap"):
+        for other in (t for t in targets if t != "voisnap"):
+            # a peer against voisnap; voisnap's scale-out variants against one plain process
+            ours, theirs = (other, "voisnap") if other.startswith("voisnap") else ("voisnap", other)
             ratios = ", ".join(
-                f"{name}: {_ratio(table['voisnap'][name], table[peer][name])}" for name in names
+                f"{name}: {_ratio(table[ours][name], table[theirs][name])}" for name in names
             )
-            lines.append(f"voisnap / {peer}: {ratios}")
+            lines.append(f"{ours} / {theirs}: {ratios}")
+    for target, outcome in result["targets"].items():
+        if outcome.get("hop"):
+            lines.append(_hop_line(target, outcome["hop"]))
     return "\n".join(lines)
+
+
+def _hop_line(target: str, hop: dict) -> str:
+    same, across = hop["same_process"], hop["across_processes"]
+    return (
+        f"{target}: a cross-process hop adds {hop['added_p50_ms']:.2f} ms at p50 and "
+        f"{hop['added_p99_ms']:.2f} ms at p99 (same process {same['p50']:.2f}/{same['p99']:.2f}, "
+        f"across {across['p50']:.2f}/{across['p99']:.2f} ms p50/p99)"
+    )
 
 
 def _ratio(ours: float, theirs: float) -> str:
@@ -84,6 +122,8 @@ def _ratio(ours: float, theirs: float) -> str:
 def plot(result: dict, stem: Path) -> None:
     if result["scenario"] == "fanout":
         _plot_latency(result, stem.with_name(stem.name + "-latency.png"))
+    if result["scenario"] == "churn":
+        _plot_timeline(result, stem.with_name(stem.name + "-timeline.png"))
     _plot_rss(result, stem.with_name(stem.name + "-rss.png"))
 
 
@@ -99,6 +139,34 @@ def _plot_latency(result: dict, path: Path) -> None:
     axes.set_ylabel("latency (ms)")
     axes.set_yscale("log")
     axes.set_title(f"fan-out to {result['options']['subscribers']} subscribers")
+    axes.legend()
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def _plot_timeline(result: dict, path: Path) -> None:
+    """Each second's worst delivery, and the full collections (when known)."""
+    figure, axes = plt.subplots(figsize=(9, 4))
+    for index, (target, outcome) in enumerate(result["targets"].items()):
+        worst = outcome["timeline_max_ms"]
+        axes.plot(range(len(worst)), worst, color=f"C{index}", label=f"{target}: max per second")
+        pauses = (outcome["gc"] or {}).get("full_pauses") or []
+        axes.plot(
+            [at for at, _ in pauses],
+            [ms for _, ms in pauses],
+            "v",
+            color=f"C{index + 1}",
+            label=f"{target}: full collection pause",
+        )
+    axes.axhline(50, color="grey", linewidth=0.8)
+    axes.set_xlabel("seconds")
+    axes.set_ylabel("ms")
+    axes.set_yscale("log")
+    options = result["options"]
+    axes.set_title(
+        f"{options['subscribers']} steady subscribers, {options['churners']} churning "
+        f"({options['churn_rate']} joins/s)"
+    )
     axes.legend()
     figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(figure)

@@ -1,4 +1,4 @@
-"""The four scenarios, each run against every target with the same load generator.
+"""The five scenarios, each run against every target with the same load generator.
 
 - fanout: N subscribers in one group, ~200-byte payloads, a ramp of publish
   rates; the figure of merit is the highest deliveries/s whose p99 < 100 ms.
@@ -8,6 +8,10 @@
   it does to everybody else's p99, and whether server memory stays flat.
 - chat: sessions with two devices each, an agent streaming tokens; token latency
   from the agent to every device (voisnap only).
+- churn: steady subscribers of a group at a steady publish rate while other
+  clients join the group and leave, a few a second: the steady subscribers'
+  p99.9, and the server's garbage-collector pauses (voisnap only: the peers
+  have no groups to join).
 """
 
 from __future__ import annotations
@@ -24,7 +28,8 @@ import attrs
 import psutil
 from tqdm import tqdm
 
-from .harness import ChatLoad, Latency, LoadGenerator, ServerUnderTest
+from .gcwatch import GcWatch
+from .harness import ChatLoad, ClusterUnderTest, Latency, LoadGenerator, ServerUnderTest
 
 P99_TARGET_MS = 100.0
 QUIET_MS = 300  # a step ends once no delivery arrived for this long
@@ -115,7 +120,7 @@ def saturated(step: Step) -> bool:
 
 def fanout(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
     subscribers = options["subscribers"]
-    connected = load.connect(server, server.name, subscribers, GROUP)
+    connected = load.connect(server, server.protocol, subscribers, GROUP)
     steps: list[Step] = []
     for rate in tqdm(options["rates"], desc=f"fanout {server.name}", unit="step", leave=False):
         step = run_step(server, load, connected, rate, options["duration"], options["size"])
@@ -138,12 +143,45 @@ def fanout(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
         "sustained_deliveries_per_second": sustained,
         "best_step": best.as_dict() if best else None,
         "server_cpu_us_per_delivery": _cpu_per_delivery(steps),
+        "hop": hop(server, options) if isinstance(server, ClusterUnderTest) else None,
+    }
+
+
+HOP_SUBSCRIBERS = 20
+HOP_RATE = 50
+
+
+def hop(server: ClusterUnderTest, options: dict) -> dict | None:
+    """What a cross-process hop adds: the same light load, delivered to
+    subscribers on the publisher's own process, then on another one (the
+    publish crosses Redis). A light load, so that queueing does not hide it."""
+    placements = {
+        "same_process": [server.publisher_port()],
+        "across_processes": server.subscriber_ports(),
+    }
+    if placements["same_process"] == placements["across_processes"]:
+        return None  # one process: nothing to cross
+    latency: dict[str, Latency] = {}
+    for placement, ports in placements.items():
+        load = LoadGenerator(1)
+        try:
+            group = f"{GROUP}-hop-{placement}"
+            connected = load.connect(server, server.protocol, HOP_SUBSCRIBERS, group, ports)
+            step = run_step(server, load, connected, HOP_RATE, options["duration"], options["size"])
+        finally:
+            load.close()
+        latency[placement] = step.latency
+    same, across = latency["same_process"], latency["across_processes"]
+    return {
+        **{placement: attrs.asdict(figures) for placement, figures in latency.items()},
+        "added_p50_ms": across.p50 - same.p50,
+        "added_p99_ms": across.p99 - same.p99,
     }
 
 
 def wide(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
     rss_before = server.rss()
-    connected = load.connect(server, server.name, options["subscribers"], GROUP)
+    connected = load.connect(server, server.protocol, options["subscribers"], GROUP)
     _wait_settled(server)
     rss_connected = server.rss()
     step = run_step(server, load, connected, options["rate"], options["duration"], options["size"])
@@ -158,7 +196,7 @@ def wide(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
 
 def slow_consumer(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
     subscribers, stalled = options["subscribers"], options["stalled"]
-    connected = load.connect(server, server.name, subscribers, GROUP)
+    connected = load.connect(server, server.protocol, subscribers, GROUP)
     baseline = run_step(
         server, load, connected, options["rate"], options["baseline_duration"], options["size"]
     )
@@ -292,6 +330,60 @@ def chat(server: ServerUnderTest, load: ChatLoad, options: dict) -> dict:
     }
 
 
+def churn(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
+    """Issue 9's soak, shortened: connections that come and go leave the cyclic
+    garbage collector work, and its full collections stall every connection."""
+    connected = load.connect(server, server.protocol, options["subscribers"], GROUP)
+    _wait_settled(server)
+    churners = load.start_churn(options["churners"], options["churn_rate"])
+    load.begin(timeline=True)
+    gc_watch = GcWatch(lambda: _stats(server))
+    gc_watch.start()
+    cpu_before, rss_before = server.cpu_seconds(), server.rss()
+    machine_before = psutil.cpu_times()
+    started = time.monotonic()
+    published = load.publish(options["rate"], options["duration"], options["size"])
+    reports = load.end(quiet_ms=QUIET_MS)
+    elapsed = time.monotonic() - started - QUIET_MS / 1000
+    machine_cores = _busy_seconds(machine_before, psutil.cpu_times()) / elapsed
+    churned = load.stop_churn()
+    return {
+        "connected": connected,
+        "churners_at_start": churners,
+        "published": published["count"],
+        "received": sum(report["received"] for report in reports),
+        "expected": published["count"] * connected,
+        "latency": attrs.asdict(Latency.from_reports(reports)),
+        "timeline_max_ms": _timeline(reports),
+        "churn": _churn_tally(churned),
+        "gc": gc_watch.stop(),
+        "server_cores": (server.cpu_seconds() - cpu_before) / elapsed,
+        "loadgen_cores": sum(report["cpu_seconds"] for report in reports) / elapsed,
+        "machine_cores": machine_cores,
+        "rss_before": rss_before,
+        "rss_after": server.rss(),
+    }
+
+
+def _timeline(reports: list[dict]) -> list[float]:
+    """The steady subscribers' highest latency in each second, in ms."""
+    columns = [report["timeline_max_us"] or [] for report in reports]
+    seconds = max(map(len, columns), default=0)
+    return [
+        max((column[s] for column in columns if s < len(column)), default=0) / 1000
+        for s in range(seconds)
+    ]
+
+
+def _churn_tally(reports: list[dict]) -> dict:
+    counts = ("opened", "failed", "left", "dropped", "still_here", "received")
+    return {
+        **{name: sum(report[name] for report in reports) for name in counts},
+        "error": next((report["error"] for report in reports if report["error"]), None),
+        "join_latency": attrs.asdict(Latency.from_reports([r["join"] for r in reports])),
+    }
+
+
 SETUP_AGENT = "bench-setup"
 CHAT_AGENT = "bench"
 
@@ -310,5 +402,6 @@ SCENARIOS: dict[str, Callable[..., dict]] = {
     "wide": wide,
     "slow-consumer": slow_consumer,
     "chat": chat,
+    "churn": churn,
 }
-ONLY_VOISNAP = {"chat"}
+ONLY_VOISNAP = {"chat", "churn"}

@@ -15,6 +15,7 @@ never appears in ``ps`` output.
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,9 +68,7 @@ class Settings:
     redis_url: str | None = setting(
         None, "Redis server for the backplane between processes (redis://host:port/db)"
     )
-    workers: int = setting(
-        1, "worker processes serving one port (more than one needs --redis-url)"
-    )
+    workers: int = setting(1, "worker processes serving one port (more than one needs --redis-url)")
     cross_process_timeout: float = setting(
         5.0, "seconds an operation on a connection held by another process may take"
     )
@@ -134,6 +133,11 @@ class Settings:
     info_request_timeout: float = setting(
         600.0, "seconds a question to the user waits for an answer before it times out"
     )
+    license_expires: datetime.date | None = setting(
+        None,
+        "the date (YYYY-MM-DD) the license expires; from 14 days before, admins are warned",
+        converter=lambda value: iso_date(value, "--license-expires"),
+    )
     task_lease: float = setting(
         15.0, "seconds a running task stays its process's without a renewal; then it fails"
     )
@@ -188,6 +192,17 @@ class Settings:
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The defaults, changed by any ``VOISNAP_*`` variables that are set."""
         return settings_from({}, environ)
+
+
+def iso_date(value: Any, flag: str) -> datetime.date | None:
+    """A date setting: None, a ``datetime.date``, or its ISO text (from a flag,
+    a variable, or a worker's JSON settings)."""
+    if value is None or value == "" or isinstance(value, datetime.date):
+        return value or None
+    try:
+        return datetime.date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError(f"{flag} must be a date as YYYY-MM-DD, not {value!r}") from None
 
 
 def env_name(field_name: str) -> str:

@@ -1,7 +1,7 @@
 // The chat scenario's load generator: sessions with two devices each, on /hubs/chat.
 //
 // Driven by the harness over stdin/stdout, one JSON object per line:
-//   {"cmd":"setup", host, port, sessions:[{id, token}], devices, setup_agent}
+//   {"cmd":"setup", host, ports, sessions:[{id, token}], devices, setup_agent}
 //        every session is created (SendMessage to a zero-token agent), and each
 //        of its devices joins it                              -> {"event":"ready"}
 //   {"cmd":"run", agent, timeout_ms}
@@ -95,7 +95,7 @@ async function inLanes(items, work) {
 async function setup(m) {
   devices = [];
   await inLanes(m.sessions, async ({ id, token }) => {
-    const first = new Device(m.host, m.port, token, id);
+    const first = new Device(m.host, m.ports[0], token, id);
     await first.open();
     const done = first.taskCompleted();
     const answer = await first.invoke("SendMessage", [{ sessionId: id, agentId: m.setup_agent, content: "setup", isStreaming: true }]);
@@ -103,7 +103,7 @@ async function setup(m) {
     await done;
     const group = [first];
     for (let d = 1; d < m.devices; d++) {
-      const other = new Device(m.host, m.port, token, id);
+      const other = new Device(m.host, m.ports[d % m.ports.length], token, id);
       await other.open();
       group.push(other);
     }

@@ -7,10 +7,15 @@
 //   {"cmd":"publish", rate, duration, size}                 -> {"event":"published"}
 //   {"cmd":"end", quiet_ms}      wait until quiet, report   -> {"event":"step", ...}
 //   {"cmd":"stall", count}       stop reading on N sockets  -> {"event":"stalled"}
+//   {"cmd":"churn", population, rate, lifetime_ms}
+//                                clients come and go (churn.mjs) -> {"event":"churning"}
+//   {"cmd":"churn_stop"}         the churners leave, report -> {"event":"churned", ...}
 //   {"cmd":"quit"}
-// Latencies go into a log-scale histogram (2% buckets), merged by the harness.
+// Latencies go into a log-scale histogram (2% buckets), merged by the harness;
+// `begin` with `timeline: true` also keeps the highest latency of every second.
 
 import readline from "node:readline";
+import { Churn } from "./churn.mjs";
 import { WsClient } from "./wsclient.mjs";
 import { TARGETS, nowMicros, payload } from "./targets.mjs";
 
@@ -28,6 +33,9 @@ const state = {
   lastReceiveAt: 0,
   closed: 0,
   cpuAtBegin: process.cpuUsage(),
+  timeline: null, // highest latency (µs) per second since `begin`, when asked for
+  begunAt: 0,
+  churn: null,
 };
 
 function reply(event) {
@@ -35,7 +43,12 @@ function reply(event) {
 }
 
 function record(stamp) {
-  const latency = Math.max(1, nowMicros() - stamp);
+  const now = nowMicros();
+  const latency = Math.max(1, now - stamp);
+  if (state.timeline) {
+    const second = Math.floor((now - state.begunAt) / 1e6);
+    if (!(state.timeline[second] >= latency)) state.timeline[second] = latency;
+  }
   const bucket = Math.floor(Math.log(latency) / LOG_RATIO);
   state.histogram.set(bucket, (state.histogram.get(bucket) || 0) + 1);
   state.received++;
@@ -95,8 +108,10 @@ async function openPublisher() {
   reply({ event: "publisher" });
 }
 
-function begin() {
+function begin({ timeline = false }) {
   state.histogram = new Map();
+  state.timeline = timeline ? [] : null;
+  state.begunAt = nowMicros();
   state.received = 0;
   state.maxLatency = 0;
   state.cpuAtBegin = process.cpuUsage();
@@ -139,6 +154,7 @@ function end({ quiet_ms = 300, max_wait_ms = 5000 }) {
         cpu_seconds: (cpu.user + cpu.system) / 1e6,
         closed: state.closed,
         open: state.subscribers.filter((c) => !c.closed).length,
+        timeline_max_us: state.timeline && Array.from(state.timeline, (v) => v || 0),
       });
     } else {
       setTimeout(check, 20);
@@ -168,6 +184,11 @@ const commands = {
   publish,
   end,
   stall,
+  churn: async (m) => {
+    state.churn = new Churn(state.target, state.options);
+    reply({ event: "churning", count: await state.churn.start(m) });
+  },
+  churn_stop: () => reply({ event: "churned", ...state.churn.stop() }),
   quit: () => process.exit(0),
 };
 

@@ -111,6 +111,14 @@ export class WsClient {
     if (!this.closed) this.socket.destroy();
   }
 
+  // A clean leave: a Close frame with 1000, normal closure (RFC 6455 5.5.1,
+  // 7.4.1), then the end of our side; the server's Close in reply finishes it.
+  leave() {
+    if (this.closed) return;
+    this._sendFrame(OPCODE_CLOSE, Buffer.from([0x03, 0xe8]));
+    this.socket.end();
+  }
+
   _receive(chunk) {
     let data = this._pending ? Buffer.concat([this._pending, chunk]) : chunk;
     let offset = 0;

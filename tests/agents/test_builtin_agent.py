@@ -1,298 +1,401 @@
-"""``sophon``, the built-in agent: each intent runs its tool for real and streams a reply.
+"""``sophon``, the built-in agent: a deterministic planner, driven one step at a time.
 
-For every intent the events come in the order the runtime turns into hub events
-(seed 000, "Chat hub"): ``thinking``, then for a tool ``calling_tool``,
-``ToolStarted`` and ``ToolCompleted``, then the reply a word at a time, then one
-``Final`` whose content is exactly the streamed tokens joined. Intents without
-I/O run under the autojump clock, so ``token_delay`` costs no real time and the
-pacing can be measured exactly; the notes intents use a real ``SqliteStore``
-(worker threads), with the real clock and no delay.
+The agent no longer runs tools: each ``step`` reads the user's message and the
+transcript (the calls so far and their results) and ends with ``CallTools`` (one
+call, ``call_<n>`` for the n-th call of the task) or a ``Final`` whose content is
+exactly its streamed tokens joined. Here no runtime is involved: the tests give it
+transcripts, as the runtime would after running its tools (or after a person
+approved, rejected, edited or answered), and check each intent's whole sequence of
+steps as builtin.py's docstring lists them. Everything runs under the autojump
+clock, so ``token_delay`` costs no real time and the pacing can be measured exactly.
 """
 
 from __future__ import annotations
 
-import datetime
-import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from trio.testing import MockClock
 
 from voisnap.agents.base import (
     AgentEvent,
     AgentRequest,
-    Decision,
+    CallTools,
     Final,
     Status,
     Token,
-    ToolCompleted,
-    ToolStarted,
+    ToolCall,
+    ToolResult,
+    Transcript,
 )
-from voisnap.agents.builtin import BuiltinAgent, tokens_of
-from voisnap.storage.base import Note, Owner
-from voisnap.storage.sqlite import SqliteStore
+from voisnap.agents.builtin import WHAT_TO_REMEMBER, WHICH_NOTE, BuiltinAgent, tokens_of
+from voisnap.agents.driver import APPROVAL_TIMED_OUT, NOT_ANSWERED, REJECTED
+from voisnap.agents.tools import calculate
+from voisnap.storage.base import Owner
 
 CEILING = 10
 ADA = Owner("acme", "ada")
-BOB = Owner("acme", "bob")
-T0 = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)
+DELAY = 0.5
+
+def request(content: str, transcript: Transcript = ()) -> AgentRequest:
+    return AgentRequest("task_1", "sess_1", ADA, content, transcript=transcript)
 
 
-class NoQuestions:
-    """The built-in agent never asks a person anything."""
-
-    async def request_approval(self, action: str, details: dict[str, Any]) -> Decision:
-        raise AssertionError("the built-in agent asked for an approval")
-
-    async def ask_user(self, question: str) -> str:
-        raise AssertionError("the built-in agent asked the user")
+async def step(content: str, transcript: Transcript = (), *,
+               agent: BuiltinAgent | None = None) -> list[AgentEvent]:
+    agent = agent or BuiltinAgent("sophon", token_delay=DELAY)
+    with trio.fail_after(CEILING):
+        return [event async for event in agent.step(request(content, transcript))]
 
 
-class NoStore:
-    """For intents that must not touch the store."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"the store was used: {name}")
-
-
-async def run(agent: BuiltinAgent, content: str, owner: Owner = ADA) -> list[AgentEvent]:
-    request = AgentRequest(task_id="task_1", session_id="sess_1", owner=owner, content=content)
-    return [event async for event in agent.run(request, NoQuestions())]
+def called(events: list[AgentEvent]) -> ToolCall:
+    """The step asked for exactly one tool call, and streamed nothing."""
+    assert events[0] == Status("thinking")
+    assert isinstance(events[-1], CallTools)
+    assert not [e for e in events if isinstance(e, Token | Final)]
+    [call] = events[-1].calls
+    return call
 
 
-def reply_of(events: list[AgentEvent]) -> Final:
-    """The one Final, last; checks that the streamed tokens add up to it."""
+def reply(events: list[AgentEvent]) -> str:
+    """The step's one Final, last; the streamed tokens add up to it."""
+    assert events[0] == Status("thinking")
     finals = [e for e in events if isinstance(e, Final)]
     assert len(finals) == 1 and events[-1] is finals[0]
-    final = finals[0]
+    assert not [e for e in events if isinstance(e, CallTools)]
     tokens = [e.delta for e in events if isinstance(e, Token)]
     assert tokens, "the reply was not streamed"
-    assert "".join(tokens) == final.content
-    assert final.tokens_used > 0
-    assert final.tokens_used >= len(tokens)
-    return final
+    assert "".join(tokens) == finals[0].content
+    return finals[0].content
 
 
-def tool_events(events: list[AgentEvent]) -> list[AgentEvent]:
-    return [e for e in events if not isinstance(e, Token | Final)]
+def ran(call: ToolCall, content: Any, ok: bool = True) -> Transcript:
+    """The call and its result, as the runtime appends them to the transcript."""
+    return (call, ToolResult(call.call_id, call.name, ok, content))
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "voisnap.db")
-    with trio.fail_after(CEILING):
-        await opened.open()
-    try:
-        yield opened
-    finally:
-        with trio.fail_after(CEILING):
-            await opened.aclose()
+def note(text: str, n: int = 1) -> dict[str, Any]:
+    return {"noteId": f"note_{n}", "text": text, "createdAt": "2024-05-01T12:00:00+00:00"}
 
 
-# -- calculator ------------------------------------------------------------------------------------
+# -- arithmetic, time, introduction ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("content", "expression", "value"),
+    ("content", "expression"),
     [
-        ("what is 12 * 7", "12 * 7", 84),
-        ("What is 2^10?", "2^10", 1024),
-        ("compute (2 + 3) * 4 please", "(2 + 3) * 4", 20),
-        ("and 7 / 2?", "7 / 2", 3.5),
+        ("what is 12 * 7", "12 * 7"),
+        ("What is 2^10?", "2^10"),
+        ("compute (2 + 3) * 4 please", "(2 + 3) * 4"),
+        ("and 7 / 2?", "7 / 2"),
     ],
 )
-async def test_builtin_arithmetic_calls_the_calculator(
-    autojump_clock: trio.testing.MockClock, content: str, expression: str, value: float
+async def test_builtin_arithmetic_calls_the_calculator_then_replies(
+    autojump_clock: MockClock, content: str, expression: str
 ) -> None:
-    agent = BuiltinAgent("sophon", NoStore(), token_delay=0.5)  # type: ignore[arg-type]
-    with trio.fail_after(CEILING):
-        events = await run(agent, content)
-    arguments = {"expression": expression}
-    assert tool_events(events) == [
-        Status("thinking"),
-        Status("calling_tool", "calculator"),
-        ToolStarted("calculator", arguments),
-        ToolCompleted("calculator", True, 0, value),
-    ]
-    final = reply_of(events)
-    assert final.content == f"{expression} = {value}."
-    assert final.tool_calls == ({"toolName": "calculator", "arguments": arguments, "ok": True},)
-
-
-async def test_builtin_calculator_failure_is_reported_not_raised(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    agent = BuiltinAgent("sophon", NoStore(), token_delay=0.5)  # type: ignore[arg-type]
-    with trio.fail_after(CEILING):
-        events = await run(agent, "what is 1/0")
-    completed = [e for e in events if isinstance(e, ToolCompleted)]
-    assert completed == [ToolCompleted("calculator", False, 0, "Division by zero.")]
-    final = reply_of(events)
-    assert "Division by zero." in final.content
-    assert final.tool_calls[0]["ok"] is False
+    call = called(await step(content))
+    assert call == ToolCall("call_1", "calculator", {"expression": expression})
+    value = calculate(expression)
+    assert reply(await step(content, ran(call, value))) == f"{expression} = {value}."
 
 
 async def test_builtin_calculator_failure_reply_does_not_claim_a_result(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: MockClock
 ) -> None:
-    """The reply for a failed calculation is built as ``f"{expression} = {value}."``
-    with the error text as the value: "1/0 = Division by zero..". """
-    agent = BuiltinAgent("sophon", NoStore(), token_delay=0.5)  # type: ignore[arg-type]
-    with trio.fail_after(CEILING):
-        final = reply_of(await run(agent, "what is 1/0"))
-    assert not final.content.startswith("1/0 = "), final.content
-    assert ".." not in final.content
+    call = called(await step("what is 1/0"))
+    text = reply(await step("what is 1/0", ran(call, "Division by zero.", ok=False)))
+    assert text == "Sorry, I could not do that: Division by zero."
+    assert not text.startswith("1/0 = ") and ".." not in text
 
 
-async def test_builtin_a_result_too_large_to_print_still_gets_a_reply(
-    autojump_clock: trio.testing.MockClock,
+async def test_builtin_a_result_too_large_is_a_refusal_with_a_reply(
+    autojump_clock: MockClock
 ) -> None:
-    """10^4950 is within the calculator's limits, but has more digits than
-    Python's int-to-str limit (4300): formatting the reply raises ValueError."""
-    agent = BuiltinAgent("sophon", NoStore(), token_delay=0.5)  # type: ignore[arg-type]
-    with trio.fail_after(CEILING):
-        events = await run(agent, "what is (10**99)**50")
-    reply_of(events)
-
-
-# -- time and introduction -------------------------------------------------------------------------
+    """(10**99)**50 has more digits than Python prints; the calculator refuses it, and
+    the agent still replies."""
+    call = called(await step("what is (10**99)**50"))
+    assert call.arguments == {"expression": "(10**99)**50"}
+    try:
+        calculate(call.arguments["expression"])
+    except Exception as error:
+        failure = str(error)
+    else:
+        raise AssertionError("the calculator computed a number too large to print")
+    assert failure == "That number is too large."
+    assert reply(await step("what is (10**99)**50", ran(call, failure, ok=False))).endswith(
+        "That number is too large."
+    )
 
 
 @pytest.mark.parametrize("content", ["What time is it?", "what is the date today"])
-async def test_builtin_time_calls_current_time(
-    autojump_clock: trio.testing.MockClock, content: str
-) -> None:
-    agent = BuiltinAgent("sophon", NoStore(), token_delay=0.5)  # type: ignore[arg-type]
-    with trio.fail_after(CEILING):
-        events = await run(agent, content)
-    calls = tool_events(events)
-    assert calls[:3] == [
-        Status("thinking"),
-        Status("calling_tool", "current_time"),
-        ToolStarted("current_time", {}),
-    ]
-    assert isinstance(calls[3], ToolCompleted) and calls[3].ok
-    final = reply_of(events)
-    assert re.fullmatch(r"It is \w+day \d\d \w+ \d{4}, \d\d:\d\d UTC\.", final.content)
-    assert final.content == f"It is {calls[3].result}."
+async def test_builtin_time_calls_current_time(autojump_clock: MockClock, content: str) -> None:
+    call = called(await step(content))
+    assert call == ToolCall("call_1", "current_time", {})
+    now = "Wednesday 01 May 2024, 12:00 UTC"
+    assert reply(await step(content, ran(call, now))) == f"It is {now}."
 
 
 async def test_builtin_anything_else_gets_an_introduction_without_tools(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: MockClock
 ) -> None:
-    agent = BuiltinAgent("helper", NoStore(), token_delay=0.01)  # type: ignore[arg-type]
-    with trio.fail_after(CEILING):
-        events = await run(agent, "  hello   there  ")
-    assert tool_events(events) == [Status("thinking")]
-    final = reply_of(events)
-    assert final.content.startswith("Hello, I am helper, the built-in agent.")
-    assert final.content.endswith("You said: “hello   there”.")
-    assert final.tool_calls == ()
+    agent = BuiltinAgent("helper", token_delay=0.01)
+    events = await step("  hello   there  ", agent=agent)
+    text = reply(events)
+    assert [e for e in events if isinstance(e, Status)] == [Status("thinking")]
+    assert text.startswith("Hello, I am helper, the built-in agent.")
+    assert text.endswith("You said: “hello   there”.")
 
 
-async def test_builtin_streams_a_word_every_token_delay(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+async def test_builtin_streams_a_word_every_token_delay(autojump_clock: MockClock) -> None:
     """``token_delay`` after ``thinking`` and after every token: the pace of a model."""
-    agent = BuiltinAgent("sophon", NoStore(), token_delay=0.5)  # type: ignore[arg-type]
+    agent = BuiltinAgent("sophon", token_delay=DELAY)
+    call = ToolCall("call_1", "calculator", {"expression": "6 * 7"})
     arrivals: list[float] = []
-    request = AgentRequest("task_1", "sess_1", ADA, "what is 6 * 7")
     with trio.fail_after(CEILING):
         start = trio.current_time()
-        async for event in agent.run(request, NoQuestions()):
+        async for event in agent.step(request("what is 6 * 7", ran(call, 42))):
             if isinstance(event, Token):
                 arrivals.append(trio.current_time() - start)
         elapsed = trio.current_time() - start
     assert [e.strip() for e in tokens_of("6 * 7 = 42.")] == ["6", "*", "7", "=", "42."]
-    assert arrivals == [0.5 * n for n in range(1, 6)]
-    assert elapsed == 0.5 * 6
+    assert arrivals == [DELAY * n for n in range(1, 6)]
+    assert elapsed == DELAY * 6
+
+
+async def test_builtin_tokens_used_counts_the_words_of_the_message_and_the_reply(
+    autojump_clock: MockClock
+) -> None:
+    content = "what is 6 * 7"
+    calls = (await step(content))[-1]
+    assert isinstance(calls, CallTools)
+    assert calls.tokens_used == len(tokens_of(content))
+    call = calls.calls[0]
+    final = (await step(content, ran(call, 42)))[-1]
+    assert isinstance(final, Final)
+    assert final.tokens_used == len(tokens_of(content)) + len(tokens_of(final.content))
+    assert final.tool_calls == ()  # the runtime records the calls, not the agent
+
+
+async def test_builtin_the_same_transcript_gives_the_same_step(autojump_clock: MockClock) -> None:
+    """Everything comes from the message and the transcript: a resumed task (another
+    process, another agent object) takes the same step."""
+    call = ToolCall("call_1", "list_notes", {})
+    transcript = ran(call, [note("a"), note("b", 2)])
+    first = await step("delete a note", transcript)
+    again = await step("delete a note", transcript, agent=BuiltinAgent("sophon", 0))
+    assert called(first) == called(again)
+
+
+# -- remember --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        ("remember to call Ana", "to call Ana"),
+        ("Please remember that: the code is 42", "the code is 42"),
+        ("Note: buy milk", "buy milk"),
+        ("Remember something important", "something important"),
+    ],
+)
+async def test_builtin_remember_adds_a_note(
+    autojump_clock: MockClock, content: str, text: str
+) -> None:
+    call = called(await step(content))
+    assert call == ToolCall("call_1", "add_note", {"text": text})
+    assert reply(await step(content, ran(call, note(text)))) == f"Noted: “{text}”."
+
+
+async def test_builtin_remember_failure_is_reported(autojump_clock: MockClock) -> None:
+    call = called(await step("remember x"))
+    text = reply(await step("remember x", ran(call, "The store is down.", ok=False)))
+    assert text == "Sorry, I could not do that: The store is down."
+
+
+@pytest.mark.parametrize("content", ["remember something", "Please remember something."])
+async def test_builtin_remember_something_asks_what_then_adds_the_answer(
+    autojump_clock: MockClock, content: str
+) -> None:
+    ask = called(await step(content))
+    assert ask == ToolCall("call_1", "ask_user", {"question": WHAT_TO_REMEMBER, "options": None})
+    assert WHAT_TO_REMEMBER == "What should I remember?"
+
+    transcript = ran(ask, "buy bread")
+    add = called(await step(content, transcript))
+    assert add == ToolCall("call_2", "add_note", {"text": "buy bread"})
+
+    transcript += ran(add, note("buy bread"))
+    assert reply(await step(content, transcript)) == "Noted: “buy bread”."
+
+
+async def test_builtin_remember_something_unanswered_notes_nothing(
+    autojump_clock: MockClock
+) -> None:
+    ask = called(await step("remember something"))
+    text = reply(await step("remember something", ran(ask, NOT_ANSWERED, ok=False)))
+    assert text == f"I did not note anything: {NOT_ANSWERED}"
+
+
+async def test_builtin_remember_something_whose_note_fails_says_so(
+    autojump_clock: MockClock
+) -> None:
+    ask = called(await step("remember something"))
+    transcript = ran(ask, "x")
+    add = called(await step("remember something", transcript))
+    transcript += ran(add, "No room.", ok=False)
+    assert reply(await step("remember something", transcript)) == "Sorry: No room."
+
+
+# -- forget X --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "text"),
+    [
+        ("forget to call Ana", "to call Ana"),
+        ("Delete the note “buy milk”", "buy milk"),
+        ('delete note "buy milk".', "buy milk"),
+        ("remove my note about the dentist", "the dentist"),
+        ("Please forget that I like tea", "I like tea"),
+    ],
+)
+async def test_builtin_forget_deletes_the_note_by_its_text(
+    autojump_clock: MockClock, content: str, text: str
+) -> None:
+    call = called(await step(content))
+    assert call == ToolCall("call_1", "delete_note", {"text": text})
+    deleted = reply(await step(content, ran(call, note(text))))
+    assert deleted == f"Deleted the note “{text}”."
+
+
+async def test_builtin_forget_after_an_edited_approval_names_the_note_deleted(
+    autojump_clock: MockClock
+) -> None:
+    """An edited approval ran the tool with other parameters: the reply names the note
+    the tool really deleted (its result), not the one first asked for."""
+    call = called(await step("forget to call Ana"))
+    assert reply(await step("forget to call Ana", ran(call, note("buy milk")))) == (
+        "Deleted the note “buy milk”."
+    )
+
+
+@pytest.mark.parametrize(
+    "why",
+    [
+        f"{REJECTED}: not now",
+        f"{REJECTED}: no reason given",
+        APPROVAL_TIMED_OUT,
+        "No note has that text.",
+    ],
+    ids=["rejected", "rejected-without-reason", "timed-out", "failed"],
+)
+async def test_builtin_forget_not_done_says_why(autojump_clock: MockClock, why: str) -> None:
+    call = called(await step("forget to call Ana"))
+    text = reply(await step("forget to call Ana", ran(call, why, ok=False)))
+    assert text == f"I did not delete it: {why}"
+    assert "Deleted" not in text
+
+
+# -- delete a note (which one?) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", ["delete a note", "Forget one of my notes.",
+                                     "remove a note"])
+async def test_builtin_delete_a_note_lists_asks_which_then_deletes_it(
+    autojump_clock: MockClock, content: str
+) -> None:
+    listing = called(await step(content))
+    assert listing == ToolCall("call_1", "list_notes", {})
+
+    transcript = ran(listing, [note("call Ana"), note("buy milk", 2)])
+    ask = called(await step(content, transcript))
+    assert ask == ToolCall(
+        "call_2", "ask_user", {"question": WHICH_NOTE, "options": ["call Ana", "buy milk"]}
+    )
+    assert WHICH_NOTE == "Which note should I delete?"
+
+    transcript += ran(ask, "buy milk")
+    delete = called(await step(content, transcript))
+    assert delete == ToolCall("call_3", "delete_note", {"text": "buy milk"})
+
+    transcript += ran(delete, note("buy milk", 2))
+    assert reply(await step(content, transcript)) == "Deleted the note “buy milk”."
+
+
+async def test_builtin_delete_a_note_without_notes_just_says_so(autojump_clock: MockClock) -> None:
+    listing = called(await step("delete a note"))
+    assert reply(await step("delete a note", ran(listing, []))) == "You have no notes to delete."
+
+
+async def test_builtin_delete_a_note_unanswered_deletes_nothing(autojump_clock: MockClock) -> None:
+    listing = called(await step("delete a note"))
+    transcript = ran(listing, [note("call Ana")])
+    ask = called(await step("delete a note", transcript))
+    transcript += ran(ask, NOT_ANSWERED, ok=False)
+    text = reply(await step("delete a note", transcript))
+    assert text == f"I did not delete anything: {NOT_ANSWERED}"
+
+
+async def test_builtin_delete_a_note_rejected_says_why(autojump_clock: MockClock) -> None:
+    listing = called(await step("delete a note"))
+    transcript = ran(listing, [note("call Ana")])
+    ask = called(await step("delete a note", transcript))
+    transcript += ran(ask, "call Ana")
+    delete = called(await step("delete a note", transcript))
+    transcript += ran(delete, f"{REJECTED}: keep it", ok=False)
+    text = reply(await step("delete a note", transcript))
+    assert text == f"I did not delete it: {REJECTED}: keep it"
 
 
 # -- notes -----------------------------------------------------------------------------------------
 
 
-async def test_builtin_remember_adds_a_note_to_the_store(
-    store: SqliteStore, tmp_path: Path
+@pytest.mark.parametrize(
+    "content",
+    ["show my notes", "What's on my calendar today?", "What did I ask you to remember?",
+     "Notes?", "Notes please"],
+)
+async def test_builtin_questions_about_notes_list_them(
+    autojump_clock: MockClock, content: str
 ) -> None:
-    agent = BuiltinAgent("sophon", store, token_delay=0)
-    with trio.fail_after(CEILING):
-        events = await run(agent, "remember to call Ana")
-        notes = await store.list_notes(ADA)
-        assert await store.list_notes(BOB) == []
-    assert [n.text for n in notes] == ["to call Ana"]
-    calls = tool_events(events)
-    assert calls[:3] == [
-        Status("thinking"),
-        Status("calling_tool", "add_note"),
-        ToolStarted("add_note", {"text": "to call Ana"}),
-    ]
-    completed = calls[3]
-    assert isinstance(completed, ToolCompleted) and completed.ok
-    assert completed.result == notes[0]
-    final = reply_of(events)
-    assert final.content == "Noted: “to call Ana”."
-    assert final.tool_calls == (
-        {"toolName": "add_note", "arguments": {"text": "to call Ana"}, "ok": True},
-    )
+    """Asking for one's notes lists them; it never adds a note ("Notes..." is not
+    "note" + "s...")."""
+    call = called(await step(content))
+    assert call == ToolCall("call_1", "list_notes", {})
+    text = reply(await step(content, ran(call, [note("to call Ana"), note("the milk", 2)])))
+    assert text == "Here is what you asked me to remember:\n- to call Ana\n- the milk"
+
+
+async def test_builtin_lists_no_notes_yet(autojump_clock: MockClock) -> None:
+    call = called(await step("my notes?"))
+    text = reply(await step("my notes?", ran(call, [])))
+    assert text == "You have no notes yet. Say “remember …” and I will keep it."
+
+
+# -- insight cards (issue 13) ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("content", "text"),
-    [("Please remember that: the code is 42", "the code is 42"), ("Note: buy milk", "buy milk")],
+    ("content", "title", "body"),
+    [
+        ("add an insight card: Q3 revenue up 12%", "Q3 revenue up 12%",
+         "Added by sophon from your chat."),
+        ("Insight: Churn is down\nFewer cancellations since May.", "Churn is down",
+         "Fewer cancellations since May."),
+        ("please add insight card: Ship it", "Ship it", "Added by sophon from your chat."),
+    ],
 )
-async def test_builtin_remember_phrasings(store: SqliteStore, content: str, text: str) -> None:
-    agent = BuiltinAgent("sophon", store, token_delay=0)
-    with trio.fail_after(CEILING):
-        reply_of(await run(agent, content))
-        assert [n.text for n in await store.list_notes(ADA)] == [text]
+async def test_builtin_insight_adds_a_card(
+    autojump_clock: MockClock, content: str, title: str, body: str
+) -> None:
+    """Tried before arithmetic: a title with numbers is still a card."""
+    call = called(await step(content))
+    assert call == ToolCall("call_1", "add_insight", {"title": title, "body": body})
+    card = {"id": "ins_1", "title": title, "body": body}
+    assert reply(await step(content, ran(call, card))) == f"Added the insight card “{title}”."
 
 
-async def test_builtin_lists_the_owners_notes(store: SqliteStore) -> None:
-    agent = BuiltinAgent("sophon", store, token_delay=0)
-    with trio.fail_after(CEILING):
-        await run(agent, "remember to call Ana")
-        await run(agent, "remember the milk")
-        await run(agent, "remember bob's secret", owner=BOB)
-        events = await run(agent, "show my notes")
-    assert [e for e in events if isinstance(e, ToolStarted)] == [ToolStarted("list_notes", {})]
-    final = reply_of(events)
-    assert final.content == "Here is what you asked me to remember:\n- to call Ana\n- the milk"
-
-
-async def test_builtin_lists_no_notes_yet(store: SqliteStore) -> None:
-    agent = BuiltinAgent("sophon", store, token_delay=0)
-    with trio.fail_after(CEILING):
-        final = reply_of(await run(agent, "What's on my calendar today?"))
-    assert final.content.startswith("You have no notes yet.")
-
-
-async def test_builtin_notes_persist_across_a_restart(store: SqliteStore, tmp_path: Path) -> None:
-    with trio.fail_after(CEILING):
-        await run(BuiltinAgent("sophon", store, token_delay=0), "remember to call Ana")
-        reopened = SqliteStore(tmp_path / "voisnap.db")
-        await reopened.open()
-        try:
-            final = reply_of(await run(BuiltinAgent("sophon", reopened, 0), "my notes?"))
-            notes = await reopened.list_notes(ADA)
-        finally:
-            await reopened.aclose()
-    assert [n.text for n in notes] == ["to call Ana"]
-    assert final.content.endswith("- to call Ana")
-
-
-@pytest.mark.parametrize("content", ["What did I ask you to remember?", "Notes?", "Notes please"])
-async def test_builtin_questions_about_notes_list_them(store: SqliteStore, content: str) -> None:
-    """``ASKS_NOTES`` lists ``remember\\?`` but follows it with ``\\b``, which never
-    matches after a final "?"; and ``REMEMBER`` takes "Notes..." for "note" + "s...",
-    so asking for one's notes adds a note "s?"."""
-    agent = BuiltinAgent("sophon", store, token_delay=0)
-    with trio.fail_after(CEILING):
-        await store.add_note(Note("n1", ADA, "call Ana", T0))
-        events = await run(agent, content)
-        notes = await store.list_notes(ADA)
-    assert [e for e in events if isinstance(e, ToolStarted)] == [ToolStarted("list_notes", {})]
-    assert [n.text for n in notes] == ["call Ana"]
-    assert reply_of(events).content.endswith("- call Ana")
-
+async def test_builtin_insight_without_a_title_is_not_a_card(autojump_clock: MockClock) -> None:
+    quick = BuiltinAgent("sophon", token_delay=0.01)
+    assert "the built-in agent" in reply(await step("insight:", agent=quick))

@@ -8,6 +8,12 @@ user. Recipients are small fakes (as in ``tests/routing/test_router.py``) that
 frame what the router hands them for a JSON text WebSocket; the tests parse
 those bytes back, so the field names checked are the camelCase the seed gives,
 and timestamps are ISO-8601 UTC strings ending in ``Z``.
+
+Issue 12: a task that waits for a person sends ``AgentStatus`` ``waiting_approval``
+(detail: the tool) or ``waiting_user`` (detail: the question) to the session, and
+``SessionNotification`` ``approvalPending`` / ``infoRequestPending`` (``refId``: the
+request's id, the excerpt: the tool and its parameters, or the question) to every
+device of the user. ``Faces`` hands each runtime report to every face that shows it.
 """
 
 from __future__ import annotations
@@ -23,10 +29,20 @@ import trio
 
 from voisnap.apps.chat.audience import legacy_group, session_group
 from voisnap.apps.chat.notifier import ChatEvents, args_hash
+from voisnap.apps.faces import Faces
 from voisnap.protocol import CloseMessage, JsonHubProtocol
 from voisnap.routing.router import LocalRouter, group_key
 from voisnap.routing.serialized import SerializedMessage
-from voisnap.storage.base import Message, Owner, Session, Task, TaskState
+from voisnap.storage.base import (
+    PENDING,
+    Approval,
+    InfoRequest,
+    Message,
+    Owner,
+    Session,
+    Task,
+    TaskState,
+)
 from voisnap.transports.frames import wire_for
 from voisnap.transports.outbox import Lag
 from voisnap.transports.ws_frames import TEXT_FRAMER
@@ -354,3 +370,94 @@ async def test_chat_events_tool_call_started_carries_the_args_hash(audience: Aud
     hashes = [p["argsHash"] for p in audience.both.payloads("ToolCallStarted")]
     assert hashes[0] == hashes[1] == args_hash({"a": 1, "b": 2})
     assert hashes[2] != hashes[0]
+
+
+# -- a task waiting for a person -------------------------------------------------------------------
+
+APPROVAL = Approval(
+    approval_id="appr_1", task_id="task_1", session_id="sess_1", owner=ADA, agent_id="sophon",
+    call_id="call_1", tool_name="delete_note", params={"text": "call Ana"},
+    reason="The agent wants to run delete_note.", status=PENDING, created_at=T0,
+    expires_at=T0 + datetime.timedelta(minutes=10),
+)
+QUESTION = InfoRequest(
+    info_id="info_1", task_id="task_1", session_id="sess_1", owner=ADA, agent_id="sophon",
+    call_id="call_2", question="Which note should I delete?", options=("a", "b"),
+    status=PENDING, created_at=T0, expires_at=T0 + datetime.timedelta(minutes=10),
+)
+
+
+async def test_chat_events_waiting_for_an_approval(audience: Audience) -> None:
+    with trio.fail_after(CEILING):
+        await ChatEvents(audience.router).waiting(task(state=TaskState.WAITING), APPROVAL)
+    for recipient in audience.task_audience:
+        assert recipient.payloads("AgentStatus") == [
+            {"taskId": "task_1", "status": "waiting_approval", "detail": "delete_note"}
+        ], recipient.connection_id
+    for recipient in [*audience.task_audience, audience.elsewhere]:
+        [notification] = recipient.payloads("SessionNotification")
+        assert set(notification) == SEED_FIELDS["SessionNotification"]
+        assert notification["kind"] == "approvalPending"
+        assert notification["refId"] == "appr_1"
+        assert notification["sessionId"] == "sess_1"
+        assert notification["success"] is None
+        assert notification["excerpt"] == 'delete_note {"text": "call Ana"}'
+        assert ISO_UTC.fullmatch(notification["timestamp"])
+    assert audience.elsewhere.payloads("AgentStatus") == []
+    for recipient in (audience.bob, audience.globex):
+        assert recipient.records == [], recipient.connection_id
+
+
+async def test_chat_events_waiting_for_an_answer(audience: Audience) -> None:
+    with trio.fail_after(CEILING):
+        await ChatEvents(audience.router).waiting(task(state=TaskState.WAITING), QUESTION)
+    assert audience.both.payloads("AgentStatus") == [
+        {"taskId": "task_1", "status": "waiting_user", "detail": "Which note should I delete?"}
+    ]
+    for recipient in [*audience.task_audience, audience.elsewhere]:
+        [notification] = recipient.payloads("SessionNotification")
+        assert (notification["kind"], notification["refId"]) == ("infoRequestPending", "info_1")
+        assert notification["excerpt"] == "Which note should I delete?"
+    for recipient in (audience.bob, audience.globex):
+        assert recipient.records == [], recipient.connection_id
+
+
+async def test_chat_events_waiting_excerpt_of_long_parameters_is_short(
+    audience: Audience,
+) -> None:
+    long = attrs.evolve(APPROVAL, params={"text": "word\n" * 100})
+    with trio.fail_after(CEILING):
+        await ChatEvents(audience.router).waiting(task(), long)
+    [notification] = audience.both.payloads("SessionNotification")
+    excerpt = notification["excerpt"]
+    assert excerpt.startswith("delete_note ")
+    assert "\n" not in excerpt and len(excerpt) <= 140 and excerpt.endswith("…")
+
+
+class PartialFace:
+    """A face that shows only some events: it is handed those, and only those."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, Any]] = []
+
+    async def waiting(self, task: Task, request: Any) -> None:
+        self.seen.append(("waiting", request))
+
+    async def request_resolved(self, request: Any) -> None:
+        self.seen.append(("request_resolved", request))
+
+
+async def test_faces_hand_each_event_to_every_face_that_shows_it(audience: Audience) -> None:
+    face = PartialFace()
+    faces = Faces(ChatEvents(audience.router), face)
+    with trio.fail_after(CEILING):
+        await faces.started(task())
+        await faces.waiting(task(), APPROVAL)
+        await faces.request_resolved(attrs.evolve(APPROVAL, status="approved"))
+        await faces.completed(task(state=TaskState.COMPLETED, duration_ms=1, tokens_used=1))
+    assert face.seen == [
+        ("waiting", APPROVAL), ("request_resolved", attrs.evolve(APPROVAL, status="approved"))
+    ]
+    assert [t for t in audience.both.targets() if t in PER_TASK] == [
+        "TaskStarted", "AgentStatus", "TaskCompleted"
+    ]

@@ -3,13 +3,15 @@
 An unknown or inactive agent is refused with ``UnknownAgent`` and a message
 safe to show; a file that cannot be used is a ``ValueError`` naming the file
 (and the agent, when one is at fault), so ``voisnap serve`` can say what to fix.
-API keys may come from the environment (``api_key_env``).
+API keys may come from the environment (``api_key_env``). Each agent lists the
+tools it may call (``tools``, default: all of them, ``ask_user`` included) and
+those that wait for a person's approval (``require_approval``, default
+``["delete_note"]``); an unknown tool name is refused.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,14 +19,7 @@ from voisnap.agents.builtin import BuiltinAgent
 from voisnap.agents.openai import OpenAIAgent, OpenAIConfig
 from voisnap.agents.registry import DEFAULT_AGENT, UnknownAgent, load_agents
 from voisnap.agents.synthetic import SyntheticAgent
-
-
-class NoStore:
-    def __getattr__(self, name: str) -> Any:
-        raise AssertionError(f"loading agents used the store: {name}")
-
-
-STORE: Any = NoStore()
+from voisnap.agents.tools import TOOL_NAMES, ToolSet
 
 AGENTS_FILE = """
 [agents.helper]
@@ -59,7 +54,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_registry_without_a_file_has_sophon() -> None:
-    registry = load_agents(None, STORE, token_delay=0.1)
+    registry = load_agents(None, token_delay=0.1)
     agent = registry.get(DEFAULT_AGENT)
     assert DEFAULT_AGENT == "sophon"
     assert isinstance(agent, BuiltinAgent) and agent.agent_id == "sophon"
@@ -70,7 +65,7 @@ def test_registry_loads_builtin_openai_and_synthetic_agents(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("VOISNAP_TEST_WRITER_KEY", "sk-from-env")
-    registry = load_agents(write(tmp_path, AGENTS_FILE), STORE, token_delay=0.1)
+    registry = load_agents(write(tmp_path, AGENTS_FILE), token_delay=0.1)
 
     assert isinstance(registry.get("sophon"), BuiltinAgent)
     helper = registry.get("helper")
@@ -101,17 +96,17 @@ def test_registry_api_key_env_is_read_from_the_environment(
         '[agents.b]\nbackend = "openai"\nbase_url = "u"\nmodel = "m"\napi_key = "sk-in-file"\n',
     )
     monkeypatch.setenv("VOISNAP_TEST_KEY_A", "sk-env")
-    registry = load_agents(path, STORE, 0.1)
+    registry = load_agents(path, 0.1)
     assert registry.get("a")._config.api_key == "sk-env"  # type: ignore[attr-defined]
     assert registry.get("b")._config.api_key == "sk-in-file"  # type: ignore[attr-defined]
 
     monkeypatch.delenv("VOISNAP_TEST_KEY_A")
-    unset = load_agents(path, STORE, 0.1).get("a")
+    unset = load_agents(path, 0.1).get("a")
     assert unset._config.api_key is None  # type: ignore[attr-defined]
 
 
 def test_registry_refuses_inactive_and_unknown_agents(tmp_path: Path) -> None:
-    registry = load_agents(write(tmp_path, AGENTS_FILE), STORE, token_delay=0.1)
+    registry = load_agents(write(tmp_path, AGENTS_FILE), token_delay=0.1)
     assert "retired" in registry  # known...
     with pytest.raises(UnknownAgent) as inactive:
         registry.get("retired")  # ...but refused
@@ -140,7 +135,7 @@ def test_registry_bad_file_names_the_file_and_the_agent(
 ) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ValueError) as caught:
-        load_agents(path, STORE, token_delay=0.1)
+        load_agents(path, token_delay=0.1)
     message = str(caught.value)
     assert message.startswith(f"agents file {path}: ")
     if agent is not None:
@@ -151,7 +146,7 @@ def test_registry_bad_file_names_the_file_and_the_agent(
 def test_registry_missing_file_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "nowhere.toml"
     with pytest.raises(ValueError, match=r"agents file .*nowhere\.toml"):
-        load_agents(path, STORE, token_delay=0.1)
+        load_agents(path, token_delay=0.1)
 
 
 def test_registry_active_must_be_a_boolean(tmp_path: Path) -> None:
@@ -159,9 +154,71 @@ def test_registry_active_must_be_a_boolean(tmp_path: Path) -> None:
     switch off would be served."""
     path = write(tmp_path, '[agents.retired]\nbackend = "builtin"\nactive = "false"\n')
     try:
-        registry = load_agents(path, STORE, token_delay=0.1)
+        registry = load_agents(path, token_delay=0.1)
     except ValueError as error:
         assert "agent 'retired'" in str(error)
         return
     with pytest.raises(UnknownAgent):
         registry.get("retired")
+
+
+# -- tools and approvals ---------------------------------------------------------------------------
+
+
+def test_registry_default_tools_are_all_of_them_with_delete_note_approved(
+    tmp_path: Path,
+) -> None:
+    registry = load_agents(write(tmp_path, AGENTS_FILE), token_delay=0.1)
+    for agent_id in ("sophon", "helper", "writer", "plain", "load"):
+        tools = registry.entry(agent_id).tools
+        assert tools == ToolSet(), agent_id
+        assert tools.tools == TOOL_NAMES and "ask_user" in tools.tools
+        assert tools.require_approval == frozenset({"delete_note"})
+    assert load_agents(None, token_delay=0.1).entry("sophon").tools == ToolSet()
+
+
+def test_registry_an_agent_lists_its_tools_and_approvals(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        '[agents.writer]\nbackend = "openai"\nbase_url = "u"\nmodel = "m"\n'
+        'tools = ["calculator", "ask_user"]\nrequire_approval = ["calculator"]\n'
+        '[agents.trusting]\nrequire_approval = []\n'
+        '[agents.careful]\nrequire_approval = ["add_note", "delete_note"]\n',
+    )
+    registry = load_agents(path, token_delay=0.1)
+    writer = registry.entry("writer").tools
+    assert writer.tools == ("calculator", "ask_user")
+    assert [spec.name for spec in writer.specs()] == ["calculator", "ask_user"]
+    assert writer.require_approval == frozenset({"calculator"})  # replaces the default
+    trusting = registry.entry("trusting").tools
+    assert trusting.tools == TOOL_NAMES and not trusting.needs_approval("delete_note")
+    careful = registry.entry("careful").tools
+    assert careful.require_approval == frozenset({"add_note", "delete_note"})
+
+
+@pytest.mark.parametrize(
+    ("line", "detail"),
+    [
+        ('tools = ["calculator", "send_email"]', "'tools' names unknown tools ['send_email']"),
+        ('require_approval = ["rm_rf"]', "'require_approval' names unknown tools ['rm_rf']"),
+        ('tools = "calculator"', "'tools' must be a list of tool names"),
+        ("require_approval = [1]", "'require_approval' must be a list of tool names"),
+    ],
+    ids=["unknown-tool", "unknown-approval", "tools-not-a-list", "approval-not-names"],
+)
+def test_registry_unknown_tools_name_the_file_and_the_agent(
+    tmp_path: Path, line: str, detail: str
+) -> None:
+    path = write(tmp_path, f'[agents.helper]\nbackend = "builtin"\n{line}\n')
+    with pytest.raises(ValueError) as caught:
+        load_agents(path, token_delay=0.1)
+    message = str(caught.value)
+    assert message.startswith(f"agents file {path}: agent 'helper': ")
+    assert detail in message
+
+
+def test_registry_entry_of_an_inactive_or_unknown_agent_is_refused(tmp_path: Path) -> None:
+    registry = load_agents(write(tmp_path, AGENTS_FILE), token_delay=0.1)
+    for agent_id in ("retired", "nobody"):
+        with pytest.raises(UnknownAgent, match=f"^Agent '{agent_id}' does not exist"):
+            registry.entry(agent_id)

@@ -1,22 +1,56 @@
-"""The built-in agent's calculator: arithmetic by walking the syntax tree, never ``eval``.
+"""The tools every agent may call, and the ``Toolbox`` that runs them.
 
-Golden cases for precedence, ``^`` as power and unary minus; refusals for
-everything that is not arithmetic (names, calls, attributes, strings — the
-expressions an attacker would try) and for work too large to do; and a
-Hypothesis property: for small integer expressions built from a grammar,
-``calculate`` gives what Python gives for the same text (with ``^`` read as
-``**``), or refuses exactly when Python divides by zero.
+The calculator: arithmetic by walking the syntax tree, never ``eval``. Golden
+cases for precedence, ``^`` as power and unary minus; refusals for everything
+that is not arithmetic (names, calls, attributes, strings — the expressions an
+attacker would try) and for work too large to do; and a Hypothesis property: for
+small integer expressions built from a grammar, ``calculate`` gives what Python
+gives for the same text (with ``^`` read as ``**``), or refuses exactly when
+Python divides by zero.
+
+The toolbox (on a real ``SqliteStore``): every tool's arguments are checked
+against its JSON schema (``check_arguments``) before it runs; results are plain
+JSON data; the notes tools are per owner and survive a restart; ``delete_note``
+deletes by id or by exact text, and says so (``ToolError``) when there is none;
+``ask_user`` is never run here (the runtime turns it into an info request).
 """
 
 from __future__ import annotations
 
+import datetime
+import json
+import re
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from voisnap.agents.tools import MAX_EXPRESSION, ToolError, calculate, current_time
+from voisnap.agents.tools import (
+    ASK_USER,
+    DEFAULT_APPROVAL,
+    MAX_EXPRESSION,
+    SPECS,
+    TOOL_NAMES,
+    Toolbox,
+    ToolError,
+    ToolSet,
+    calculate,
+    check_arguments,
+    current_time,
+)
+from voisnap.storage.base import Note, Owner
+from voisnap.storage.sqlite import SqliteStore
+
+CEILING = 10
+ADA = Owner("acme", "ada")
+BOB = Owner("acme", "bob")
+ADA_ELSEWHERE = Owner("globex", "ada")
+T0 = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.UTC)
 
 # -- golden cases ----------------------------------------------------------------------------------
 
@@ -191,3 +225,234 @@ def test_calculate_agrees_with_python(expression: str) -> None:
 
 def test_current_time_is_in_utc() -> None:
     assert current_time().endswith(" UTC")
+
+
+# -- the tool set ----------------------------------------------------------------------------------
+
+
+def test_tools_names_and_defaults() -> None:
+    """Issue 12: the built-in tools keep their names and gain delete_note and ask_user
+    (issue 13: add_insight); by default an agent has them all, and only delete_note needs
+    approval."""
+    assert TOOL_NAMES == (
+        "current_time", "calculator", "add_note", "list_notes", "delete_note", "add_insight",
+        ASK_USER,
+    )
+    assert ASK_USER == "ask_user"
+    assert frozenset({"delete_note"}) == DEFAULT_APPROVAL
+    default = ToolSet()
+    assert default.tools == TOOL_NAMES
+    assert [spec.name for spec in default.specs()] == list(TOOL_NAMES)
+    assert default.needs_approval("delete_note")
+    assert not default.needs_approval("add_note") and not default.needs_approval(ASK_USER)
+    for spec in SPECS.values():
+        assert spec.description and spec.parameters["type"] == "object"
+        json.dumps(spec.parameters)  # what a model is sent
+
+
+def test_tools_a_tool_set_names_its_tools_and_approvals() -> None:
+    chosen = ToolSet(("calculator", ASK_USER), frozenset({"calculator"}))
+    assert [spec.name for spec in chosen.specs()] == ["calculator", ASK_USER]
+    assert chosen.needs_approval("calculator") and not chosen.needs_approval("delete_note")
+
+
+# -- argument checks -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments"),
+    [
+        ("current_time", {}),
+        ("list_notes", {}),
+        ("calculator", {"expression": "1 + 1"}),
+        ("add_note", {"text": "x"}),
+        ("delete_note", {"noteId": "note_1"}),
+        ("delete_note", {"text": "call Ana"}),
+        (ASK_USER, {"question": "Which?"}),
+        (ASK_USER, {"question": "Which?", "options": None}),
+        (ASK_USER, {"question": "Which?", "options": ["a", "b"]}),
+    ],
+)
+def test_tools_check_arguments_accepts_what_fits_the_schema(
+    name: str, arguments: dict[str, Any]
+) -> None:
+    check_arguments(name, arguments)
+
+
+@pytest.mark.parametrize(
+    ("name", "arguments"),
+    [
+        ("current_time", {"zone": "UTC"}),
+        ("calculator", {}),
+        ("calculator", {"expression": 12}),
+        ("calculator", {"expression": "1" * (MAX_EXPRESSION + 1)}),
+        ("calculator", {"expression": "1", "extra": True}),
+        ("add_note", {"text": ""}),
+        ("add_note", {"note": "x"}),
+        ("delete_note", {}),
+        ("delete_note", {"noteId": "note_1", "text": "x"}),
+        ("delete_note", {"noteId": ""}),
+        ("delete_note", {"title": "x"}),
+        (ASK_USER, {}),
+        (ASK_USER, {"question": ""}),
+        (ASK_USER, {"question": "Which?", "options": []}),
+        (ASK_USER, {"question": "Which?", "options": "a"}),
+        (ASK_USER, {"question": "Which?", "options": [1, 2]}),
+        ("calculator", None),
+        ("calculator", ["1 + 1"]),
+    ],
+)
+def test_tools_check_arguments_refuses_what_does_not(name: str, arguments: Any) -> None:
+    with pytest.raises(ToolError, match=rf"^Invalid parameters for '{name}': .+"):
+        check_arguments(name, arguments)
+
+
+def test_tools_check_arguments_of_an_unknown_tool() -> None:
+    with pytest.raises(ToolError, match=r"^There is no tool 'send_email'\.$"):
+        check_arguments("send_email", {})
+
+
+# -- the toolbox -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = SqliteStore(tmp_path / "voisnap.db")
+    with trio.fail_after(CEILING):
+        await opened.open()
+    try:
+        yield opened
+    finally:
+        with trio.fail_after(CEILING):
+            await opened.aclose()
+
+
+def plain(value: Any) -> Any:
+    """``value`` is plain JSON data: it survives a round trip unchanged."""
+    assert json.loads(json.dumps(value)) == value
+    return value
+
+
+async def test_toolbox_runs_current_time_and_the_calculator(store: SqliteStore) -> None:
+    toolbox = Toolbox(store)
+    with trio.fail_after(CEILING):
+        now = plain(await toolbox.run(ADA, "current_time", {}))
+        value = plain(await toolbox.run(ADA, "calculator", {"expression": "6 * 7"}))
+        half = plain(await toolbox.run(ADA, "calculator", {"expression": "7 / 2"}))
+    assert re.fullmatch(r"\w+day \d\d \w+ \d{4}, \d\d:\d\d UTC", now)
+    assert (value, half) == (42, 3.5)
+
+
+async def test_toolbox_tool_errors_are_tool_errors(store: SqliteStore) -> None:
+    toolbox = Toolbox(store)
+    with trio.fail_after(CEILING):
+        with pytest.raises(ToolError, match=r"^Division by zero\.$"):
+            await toolbox.run(ADA, "calculator", {"expression": "1 / 0"})
+        with pytest.raises(ToolError, match=r"^That number is too large\.$"):
+            await toolbox.run(ADA, "calculator", {"expression": "(10**99)**50"})
+
+
+async def test_toolbox_checks_arguments_before_running(store: SqliteStore) -> None:
+    toolbox = Toolbox(store)
+    with trio.fail_after(CEILING):
+        with pytest.raises(ToolError, match=r"^Invalid parameters for 'add_note': "):
+            await toolbox.run(ADA, "add_note", {"text": "x", "pinned": True})
+        with pytest.raises(ToolError, match=r"^Invalid parameters for 'delete_note': "):
+            await toolbox.run(ADA, "delete_note", {})
+        with pytest.raises(ToolError, match=r"^There is no tool 'rm'\.$"):
+            await toolbox.run(ADA, "rm", {"path": "/"})
+        assert await store.list_notes(ADA) == []
+
+
+async def test_toolbox_does_not_run_ask_user(store: SqliteStore) -> None:
+    with trio.fail_after(CEILING), pytest.raises(ToolError) as caught:
+        await Toolbox(store).run(ADA, ASK_USER, {"question": "Which?"})
+    assert str(caught.value) == "'ask_user' is not a tool that runs by itself."
+
+
+async def test_toolbox_notes_are_plain_data_per_owner_oldest_first(store: SqliteStore) -> None:
+    toolbox = Toolbox(store)
+    with trio.fail_after(CEILING):
+        first = plain(await toolbox.run(ADA, "add_note", {"text": "  to call Ana "}))
+        second = plain(await toolbox.run(ADA, "add_note", {"text": "the milk"}))
+        await toolbox.run(BOB, "add_note", {"text": "bob's secret"})
+        await toolbox.run(ADA_ELSEWHERE, "add_note", {"text": "another tenant"})
+        listed = plain(await toolbox.run(ADA, "list_notes", {}))
+        stored = await store.list_notes(ADA)
+    assert set(first) == {"noteId", "text", "createdAt"}
+    assert first["text"] == "to call Ana"  # trimmed
+    assert listed == [first, second]
+    assert [(n.note_id, n.text) for n in stored] == [
+        (first["noteId"], "to call Ana"), (second["noteId"], "the milk")
+    ]
+    assert datetime.datetime.fromisoformat(first["createdAt"]) == stored[0].created_at
+
+
+async def test_toolbox_notes_survive_a_restart(store: SqliteStore, tmp_path: Path) -> None:
+    with trio.fail_after(CEILING):
+        added = await Toolbox(store).run(ADA, "add_note", {"text": "to call Ana"})
+        reopened = SqliteStore(tmp_path / "voisnap.db")
+        await reopened.open()
+        try:
+            listed = await Toolbox(reopened).run(ADA, "list_notes", {})
+        finally:
+            await reopened.aclose()
+    assert listed == [added]
+
+
+async def test_toolbox_delete_note_by_id(store: SqliteStore) -> None:
+    toolbox = Toolbox(store)
+    with trio.fail_after(CEILING):
+        kept = await toolbox.run(ADA, "add_note", {"text": "keep"})
+        gone = await toolbox.run(ADA, "add_note", {"text": "gone"})
+        deleted = plain(await toolbox.run(ADA, "delete_note", {"noteId": gone["noteId"]}))
+        left = await toolbox.run(ADA, "list_notes", {})
+        with pytest.raises(ToolError) as again:
+            await toolbox.run(ADA, "delete_note", {"noteId": gone["noteId"]})
+    assert deleted == gone
+    assert left == [kept]
+    assert str(again.value) == "No note of yours has that id."
+
+
+async def test_toolbox_delete_note_by_exact_text_takes_the_oldest(store: SqliteStore) -> None:
+    toolbox = Toolbox(store)
+    with trio.fail_after(CEILING):
+        await store.add_note(Note("n2", ADA, "call Ana", T0 + datetime.timedelta(seconds=2)))
+        await store.add_note(Note("n1", ADA, "call Ana", T0 + datetime.timedelta(seconds=1)))
+        await store.add_note(Note("n3", ADA, "Call Ana!", T0))
+        deleted = await toolbox.run(ADA, "delete_note", {"text": "call Ana"})
+        with pytest.raises(ToolError) as not_exact:
+            await toolbox.run(ADA, "delete_note", {"text": "call ana"})
+        left = [n.note_id for n in await store.list_notes(ADA)]
+    assert deleted["noteId"] == "n1"
+    assert str(not_exact.value) == "No note has that text."
+    assert left == ["n3", "n2"]
+
+
+async def test_toolbox_delete_note_of_someone_else_deletes_nothing(store: SqliteStore) -> None:
+    toolbox = Toolbox(store)
+    with trio.fail_after(CEILING):
+        bobs = await toolbox.run(BOB, "add_note", {"text": "bob's"})
+        elsewhere = await toolbox.run(ADA_ELSEWHERE, "add_note", {"text": "bob's"})
+        with pytest.raises(ToolError, match=r"^No note of yours has that id\.$"):
+            await toolbox.run(ADA, "delete_note", {"noteId": bobs["noteId"]})
+        with pytest.raises(ToolError, match=r"^No note has that text\.$"):
+            await toolbox.run(ADA, "delete_note", {"text": "bob's"})
+        assert await toolbox.run(BOB, "list_notes", {}) == [bobs]
+        assert await toolbox.run(ADA_ELSEWHERE, "list_notes", {}) == [elsewhere]
+
+
+async def test_toolbox_add_insight_stores_a_card_of_its_owner(store: SqliteStore) -> None:
+    """Without a sink of its own the toolbox only stores the card (the product's sink also
+    announces it: tests/notifications)."""
+    toolbox = Toolbox(store)
+    with trio.fail_after(CEILING):
+        added = plain(await toolbox.run(ADA, "add_insight", {"title": " Q3 ", "body": "up"}))
+        with pytest.raises(ToolError, match=r"^Invalid parameters for 'add_insight': "):
+            await toolbox.run(ADA, "add_insight", {"title": "x" * 201, "body": "b"})
+        with pytest.raises(ToolError, match=r"not blank"):
+            await toolbox.run(ADA, "add_insight", {"title": "  ", "body": "b"})
+        cards = await store.list_insights(ADA)
+        assert await store.list_insights(BOB) == []
+    assert added == {"id": cards[0].insight_id, "title": "Q3", "body": "up"}
+    assert [(c.title, c.body) for c in cards] == [("Q3", "up")]

@@ -214,7 +214,7 @@ class Devices:
 
 @contextlib.contextmanager
 def devices(server: ServerProcess, timeout: float = SCENARIO_TIMEOUT) -> Iterator[Devices]:
-    urls = {hub: server.hub_url(hub) for hub in ("chat", "approvals", "tasks")}
+    urls = {hub: server.hub_url(hub) for hub in ("chat", "approvals", "tasks", "notifications")}
     with NodeScenario("approvals_devices.mjs", {"urls": urls, **CLIENT}, timeout) as scenario:
         scenario.wait_for("ready")
         hubs = Devices(scenario)

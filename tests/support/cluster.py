@@ -12,6 +12,11 @@ on one port); the workers' pids come from the supervisor's log lines
 ``worker I started (pid P)``; which worker holds how many client connections comes from
 ``/proc`` (``established_connections``), as the workers share a port.
 
+``store_rows``: rows read straight from the processes' store (the PostgreSQL database of
+``--database``, or the SQLite file of the data dir), for what no API shows, such as which
+process holds a task's lease; ``node_holds``: whether a process (by its node id, a task's
+``lease_owner``) holds a connection, from its presence record in Redis.
+
 ``cluster_clients``: a run of ``tests/conformance/js/cluster_clients.mjs``, the official JS
 client with a new TCP connection per HTTP request, driven one command at a time (``Clients``:
 open, or ``place`` on a chosen process, invoke, wait for a ``Receive``, ...).
@@ -27,6 +32,8 @@ import json
 import os
 import re
 import secrets
+import signal
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -38,9 +45,10 @@ import jwt
 from tests.support.node import NodeScenario
 from tests.support.round_robin_proxy import RoundRobinProxyThread
 from tests.support.server import ServerProcess
+from tests.support.services import RedisServer
 
 __all__ = ["Clients", "Cluster", "SupervisedServer", "cluster_clients", "established_connections",
-           "get_json", "listens", "mint_token", "wait_until"]
+           "get_json", "listens", "mint_token", "node_holds", "store_rows", "wait_until"]
 
 POLL = 0.02
 HTTP_TIMEOUT = 5.0
@@ -116,6 +124,15 @@ class Cluster:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def restart(self, index: int, sig: int = signal.SIGTERM) -> int | None:
+        """Stop process ``index`` with ``sig`` and start a new one in its place, on its port
+        (the proxy's address for it stays good) and data dir; the stopped one's exit code."""
+        old = self.nodes[index]
+        code = old.stop(sig)
+        self.nodes[index] = ServerProcess(self.data_dir, self.settings, self.args,
+                                          port=old.port).start()
+        return code
+
     def exited(self) -> list[int | None]:
         """Each process's exit code, None while it runs."""
         return [None if node.process is None else node.process.poll() for node in self.nodes]
@@ -158,6 +175,28 @@ class Cluster:
     def logs(self) -> str:
         return "\n".join(f"--- process {i} (port {node.port}) ---\n{node.log[-6000:]}"
                          for i, node in enumerate(self.nodes))
+
+
+def store_rows(database: str | Path, sql: str, *parameters: Any) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (``?`` placeholders), read from voisnap's store behind its back:
+    ``database`` is a ``postgresql://`` URL, or the path of the SQLite file (opened read-only;
+    WAL lets it be read while the processes write)."""
+    if isinstance(database, str):
+        import psycopg
+
+        with psycopg.connect(database, connect_timeout=2, autocommit=True) as connection:
+            return connection.execute(sql.replace("?", "%s"), parameters).fetchall()
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True,
+                                            timeout=5)) as connection:
+        return connection.execute(sql, parameters).fetchall()
+
+
+def node_holds(redis: RedisServer, node_id: str, connection_id: str) -> bool:
+    """Whether the process ``node_id`` holds connection ``connection_id``: its presence hash
+    (``voisnap:presence:node:<id>``, docs/scale-out.md "Presence", under the backplane's
+    default key prefix) has the connection."""
+    key = f"voisnap:presence:node:{node_id}"
+    return redis.execute("HEXISTS", key, connection_id) == b":1"
 
 
 ESTABLISHED, LISTEN = "01", "0A"  # the state column of /proc/net/tcp

@@ -68,6 +68,7 @@ def test_collector_records_a_full_collection_of_cycles() -> None:
     )
     assert full.uncollectable == 0
     assert 0 < full.longest_ms <= full.total_ms
+    assert 0 <= full.longest_cpu_ms <= full.total_cpu_ms
     assert len(full.recent_ms) == full.collections
     assert max(full.recent_ms) == full.longest_ms
     assert sum(full.histogram_ms.values()) == full.collections
@@ -85,11 +86,15 @@ def test_collector_counts_each_generation_apart() -> None:
 
 
 def test_collector_pause_is_the_time_between_start_and_stop() -> None:
-    ticks = count()
-    with watching(GarbageCollectorWatch(clock=lambda: next(ticks) * 0.030)) as watch:
+    ticks, cpu_ticks = count(), count()
+    watch = GarbageCollectorWatch(
+        clock=lambda: next(ticks) * 0.030, cpu_clock=lambda: next(cpu_ticks) * 0.010
+    )
+    with watching(watch):
         gc.collect()
     full = watch.statistics().generations[2]
-    assert full.recent_ms[-1] == 30.0
+    assert full.recent_ms[-1] == full.longest_ms == 30.0
+    assert full.longest_cpu_ms == 10.0
     empty = {str(bound): 0 for bound in BUCKETS_MS} | {"inf": 0}
     assert full.histogram_ms == empty | {"50": full.collections}
 

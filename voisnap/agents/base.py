@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 
@@ -162,6 +162,31 @@ class ToolSpec:
     parameters: dict[str, Any]
 
 
+class SpokenTurn(NamedTuple):
+    """A turn of a discussion, as the next speaker (or the judge) reads it."""
+
+    panelist_id: str
+    agent_id: str
+    round_number: int
+    content: str
+
+
+@attrs.frozen
+class DiscussionBrief:
+    """What an agent is asked in a discussion (docs/hubs/discussion.md): one
+    panelist's turn (``panelist_id`` speaks in ``round_number``), or, with
+    ``judging``, the verdict on the whole discussion. ``turns`` are those spoken
+    so far, in order; ``panelists`` are (panelist id, agent id), in seat order."""
+
+    topic: str
+    panelists: tuple[tuple[str, str], ...]
+    rounds: int
+    turns: tuple[SpokenTurn, ...] = ()
+    panelist_id: str | None = None
+    round_number: int = 0
+    judging: bool = False
+
+
 @attrs.frozen
 class AgentRequest:
     task_id: str
@@ -177,6 +202,9 @@ class AgentRequest:
     """This task's steps so far."""
     tools: tuple[ToolSpec, ...] = ()
     """The tools this agent may call."""
+    discussion: DiscussionBrief | None = None
+    """Set when the agent speaks in a discussion (or judges one): it answers
+    with one step of text and calls no tools (``agents.discussion``)."""
 
 
 class Agent(Protocol):

@@ -8,6 +8,8 @@ calls so far and their results), so it resumes after any pause, in any process.
 
 The intents, in the order they are tried (docs/agents.md):
 
+- "add an insight card: TITLE", "insight: TITLE" (a body may follow on the
+  next lines): ``add_insight``, a card on the user's Home feed;
 - "forget X", "delete (the) note X", "remove (my) note X": ``delete_note``
   with text X. It needs a person's approval (by default): approved, it deletes
   the note; rejected or timed out, it says it did not;
@@ -41,6 +43,7 @@ from .base import (
     ToolCall,
     ToolResult,
 )
+from .rule_based import discussion_step
 
 TOKENS = re.compile(r"\S+\s*|\s+")
 ARITHMETIC = re.compile(r"[-+(]*\d[\d.\s]*(?:[-+*/%^]+\s*[-+(]*\s*[\d.]+[\d.\s)]*)+")
@@ -55,6 +58,11 @@ DELETE_WHICH = re.compile(
 DELETE = re.compile(
     r"^\s*(?:please\s+)?(?:forget|delete|remove)\s+(?:that\s+)?(?:(?:the|my)\s+)?(?:note\s+)?"
     r"(?:about\s+)?[“\"']?(?P<text>.+?)[”\"']?\s*[.!]?\s*$",
+    re.I | re.S,
+)
+INSIGHT = re.compile(
+    r"^\s*(?:please\s+)?(?:add\s+(?:an?\s+)?insight(?:\s+card)?|insight)\s*:\s*"
+    r"(?P<title>[^\n]*?)\s*(?:\n\s*(?P<body>.*?))?\s*$",
     re.I | re.S,
 )
 ASKS_NOTES = re.compile(r"\b(?:notes?|calendar|remind\w*|agenda)\b|\bremember\s*\?", re.I)
@@ -78,6 +86,10 @@ class BuiltinAgent:
         self._delay = token_delay
 
     async def step(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
+        if request.discussion is not None:  # a panel's turn or verdict, by rule
+            async for event in discussion_step(self.agent_id, request, self._delay):
+                yield event
+            return
         yield Status("thinking")
         await trio.sleep(self._delay)
         results = [step for step in request.transcript if isinstance(step, ToolResult)]
@@ -95,6 +107,13 @@ class BuiltinAgent:
 
     def _plan(self, content: str) -> Callable[[Results], Next]:
         """The intent of ``content``: from the results so far, the next step."""
+        insight = INSIGHT.match(content)
+        if insight and insight.group("title"):
+            body = insight.group("body") or f"Added by {self.agent_id} from your chat."
+            arguments = {"title": insight.group("title"), "body": body}
+            return one_tool(
+                "add_insight", arguments, lambda card: f"Added the insight card “{card['title']}”."
+            )
         if DELETE_WHICH.match(content):
             return delete_which
         delete = DELETE.match(content)

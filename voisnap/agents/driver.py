@@ -100,6 +100,7 @@ class TaskDriver:
     async def drive(self, task: Task, request: AgentRequest) -> Final | Waiting:
         entry = self._agents.entry(task.agent_id)
         transcript = list(transcript_from_json(await self._store.get_transcript(task.task_id)))
+        tokens_used = 0  # every step's model call counts (since the task last resumed)
         while True:
             for call in unanswered(tuple(transcript)):
                 result = await self._resolve(task, entry.tools, call, transcript)
@@ -107,12 +108,15 @@ class TaskDriver:
                     return result
                 transcript.append(result)
                 await self._save(task, transcript)
-            if rounds(transcript) >= self._max_steps:
-                raise AgentError(f"The agent called tools in more than {self._max_steps} steps.")
             asked = attrs.evolve(request, transcript=tuple(transcript), tools=entry.tools.specs())
             outcome, text = await self._step(task, entry.agent, asked)
+            tokens_used += outcome.tokens_used
             if isinstance(outcome, Final):
-                return self._final(outcome, transcript)
+                return self._final(attrs.evolve(outcome, tokens_used=tokens_used), transcript)
+            # The budget counts the steps that call tools: the step after the
+            # last one allowed may still reply.
+            if rounds(transcript) >= self._max_steps:
+                raise AgentError(f"The agent called tools in more than {self._max_steps} steps.")
             if text:
                 transcript.append(TextPart(text))
             transcript.extend(outcome.calls)

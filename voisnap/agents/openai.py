@@ -46,6 +46,7 @@ from .base import (
     Transcript,
 )
 from .builtin import tokens_of
+from .panel_prompts import discussion_messages
 
 CONNECT_TIMEOUT = 10.0
 READ_TIMEOUT = 120.0
@@ -106,12 +107,7 @@ class OpenAIAgent:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def _body(self, request: AgentRequest) -> dict[str, Any]:
-        messages: list[dict[str, str]] = []
-        if self._config.system_prompt:
-            messages.append({"role": "system", "content": self._config.system_prompt})
-        messages += [{"role": m.role, "content": m.content} for m in request.history]
-        messages.append({"role": "user", "content": request.content})
-        messages += transcript_messages(request.transcript)
+        messages = self._messages(request)
         body: dict[str, Any] = {
             "model": self._config.model,
             "messages": messages,
@@ -133,6 +129,16 @@ class OpenAIAgent:
         if self._config.temperature is not None:
             body["temperature"] = self._config.temperature
         return body
+
+    def _messages(self, request: AgentRequest) -> list[dict[str, Any]]:
+        if request.discussion is not None:  # a panel's turn or verdict: no chat history
+            return discussion_messages(request.discussion, self._config.system_prompt)
+        messages: list[dict[str, Any]] = []
+        if self._config.system_prompt:
+            messages.append({"role": "system", "content": self._config.system_prompt})
+        messages += [{"role": m.role, "content": m.content} for m in request.history]
+        messages.append({"role": "user", "content": request.content})
+        return messages + transcript_messages(request.transcript)
 
 
 async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:

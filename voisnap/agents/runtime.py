@@ -16,11 +16,15 @@ elsewhere. Processes wake each other when a task is queued and pass on a
 cancel to the one running the task (``TaskSignals``); polling the store makes
 up for a lost signal.
 
-The runtime turns an agent's events into stored records and tells a
-``TaskEvents`` sink (the chat hub's event router) what happened, in the order
-docs/hubs/chat.md ("Task events") gives: started, status checkpoints, stream
-chunks (the last one ``isFinal``), tool calls, the final message (stored
-first), then completed, failed or cancelled.
+What runs between the claim and the end depends on the task's ``kind``: a
+``ChatJob`` (``agents.chat_job``: an agent answers a message) or a
+``DiscussionJob`` (``agents.discussion``: a panel of agents and a judge). The
+runtime keeps what every kind shares: the claim, the lease and its renewal,
+the cancel (wherever the task runs), and the failure (an agent's error, or
+``interrupted`` when the lease lapses). Everything is told to a ``TaskEvents``
+sink (the apps' faces), in the order docs/hubs/chat.md ("Task events") gives:
+started, status checkpoints, stream chunks (the last one ``isFinal``), tool
+calls, the final message (stored first), then completed, failed or cancelled.
 """
 
 from __future__ import annotations
@@ -36,13 +40,12 @@ import trio
 
 from ..failures import error_boundary, report_client_error, report_unexpected
 from ..storage.base import Message, Request, Store, StoreError, Task, TaskState, utc_now
-from .base import (
-    AgentError,
-    AgentRequest,
-    Final,
-)
+from .base import AgentError
+from .chat_job import ChatJob
 from .decisions import Decisions
-from .driver import LeaseLost, RequestTimeouts, TaskDriver, Waiting
+from .discussion import KIND as DISCUSSION
+from .discussion import DiscussionJob
+from .driver import LeaseLost, RequestTimeouts, TaskDriver
 from .registry import AgentRegistry, UnknownAgent
 from .tools import Toolbox
 
@@ -50,7 +53,12 @@ log = logging.getLogger(__name__)
 
 INTERRUPTED = "The task was interrupted: the process running it stopped."
 UNEXPECTED = "The agent failed unexpectedly."
-HISTORY = 50  # earlier messages an agent is given
+
+
+class Job(Protocol):
+    """What runs one claimed task of a kind (``ChatJob``, ``DiscussionJob``)."""
+
+    async def run(self, task: Task) -> None: ...
 
 
 class RuntimeBusy(Exception):
@@ -125,6 +133,7 @@ class TaskRuntime:
         signals: TaskSignals | None = None,
         timeouts: RequestTimeouts | None = None,
         max_steps: int = 8,
+        toolbox: Toolbox | None = None,
     ) -> None:
         self._store = store
         self._agents = agents
@@ -138,15 +147,21 @@ class TaskRuntime:
         self._running: dict[str, trio.CancelScope] = {}
         self._cancelled_by: dict[str, str] = {}
         self._lost: set[str] = set()
-        self._driver = TaskDriver(
+        driver = TaskDriver(
             store,
             agents,
-            Toolbox(store),
+            toolbox or Toolbox(store),
             events,
             node=self._node,
             timeouts=timeouts or RequestTimeouts(),
             max_steps=max_steps,
         )
+        # What runs a claimed task depends on its kind; claiming, leases,
+        # cancels and failures are the same for every kind.
+        self._jobs: dict[str, Job] = {
+            "chat": ChatJob(store, driver, events, node=self._node),
+            DISCUSSION: DiscussionJob(store, agents, events, node=self._node),  # type: ignore[arg-type]
+        }
         self.decisions = Decisions(store, events, self.submit)
         """Approvals and answers (docs/hubs/approvals.md)."""
 
@@ -202,7 +217,6 @@ class TaskRuntime:
         scope.cancel()
         return True
 
-
     # -- workers -----------------------------------------------------------------------------
 
     def _wake(self) -> None:
@@ -246,15 +260,7 @@ class TaskRuntime:
                 nursery.start_soon(self._keep_lease, task_id, scope)
                 try:
                     with scope:
-                        if await self._store.get_transcript(task_id) is None:
-                            await self._events.started(task)  # once: not again on a resume
-                        else:
-                            await self._events.status(task, "resuming", None)
-                        outcome = await self._driver.drive(task, await self._request(task))
-                        if isinstance(outcome, Waiting):
-                            await self._events.waiting(task, outcome.request)
-                        else:
-                            await self._finish(task, outcome)
+                        await self._job_for(task).run(task)
                 except LeaseLost:
                     pass  # the task is no longer ours: whoever has it says what happened
                 except (UnknownAgent, AgentError) as error:
@@ -270,6 +276,12 @@ class TaskRuntime:
             await self._fail(task_id, failure)
         elif scope.cancelled_caught:
             await self._cancelled(task_id)
+
+    def _job_for(self, task: Task) -> Job:
+        job = self._jobs.get(task.kind)
+        if job is None:
+            raise AgentError(f"This server cannot run tasks of kind '{task.kind}'.")
+        return job
 
     async def _keep_lease(self, task_id: str, scope: trio.CancelScope) -> None:
         """Renew the task's lease while it runs; stop it if the lease is lost
@@ -304,45 +316,6 @@ class TaskRuntime:
                 for task in lapsed:
                     await self._events.failed(task, INTERRUPTED)
             await trio.sleep(self._leases.renewal)
-
-    async def _request(self, task: Task) -> AgentRequest:
-        asked = await self._store.get_message(task.owner, task.message_id)
-        if asked is None:
-            raise AgentError("The message this task answers is gone.")
-        history = await self._store.list_messages(
-            task.owner, task.session_id, limit=HISTORY, before=task.message_id
-        )
-        return AgentRequest(
-            task_id=task.task_id,
-            session_id=task.session_id,
-            owner=task.owner,
-            content=asked.content,
-            history=tuple(history),
-            channel_id=task.channel_id,
-        )
-
-    async def _finish(self, task: Task, final: Final) -> None:
-        """Store the reply first, then announce it, so REST can always catch up
-        (docs/rest.md, "GET /sessions/{sessionId}/messages")."""
-        reply = Message(
-            message_id=f"msg_{uuid.uuid4().hex}",
-            session_id=task.session_id,
-            owner=task.owner,
-            role="assistant",
-            content=final.content,
-            created_at=utc_now(),
-            tool_calls=final.tool_calls or None,
-            task_id=task.task_id,
-        )
-        done = await self._store.complete_task(
-            task.task_id, self._node, reply=reply, tokens_used=final.tokens_used
-        )
-        if done is None:
-            return  # the lease was lost: another process decided this task's end
-        if task.is_streaming:
-            await self._events.chunk(done, "", True)
-        await self._events.message(done, reply)
-        await self._events.completed(done)
 
     async def _fail(self, task_id: str, error: str) -> None:
         failed = await self._store.finish_task(

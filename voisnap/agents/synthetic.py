@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 import trio
 
 from .base import AgentEvent, AgentRequest, Final, Status, Token
+from .rule_based import discussion_step
 
 
 class SyntheticAgent:
@@ -29,7 +30,11 @@ class SyntheticAgent:
         self._delay = token_delay
 
     async def step(self, request: AgentRequest) -> AsyncIterator[AgentEvent]:
-        """One step: it never calls a tool."""
+        """One step: it never calls a tool. On a panel it speaks by rule, at its pace."""
+        if request.discussion is not None:
+            async for event in discussion_step(self.agent_id, request, self._delay):
+                yield event
+            return
         yield Status("thinking")
         parts = []
         for _ in range(self._tokens):

@@ -6,6 +6,9 @@
 - ``add_note`` / ``list_notes`` / ``delete_note``: a per-user notes store,
   kept in the server's store so that notes survive restarts. ``delete_note``
   really changes state, so it needs a person's approval by default;
+- ``add_insight``: an insight card on the user's Home feed (docs/hubs/notifications.md),
+  through the toolbox's ``InsightSink``: the product's announces it to the user's
+  connections; the default only stores it;
 - ``ask_user``: a question to the user, with optional choices. It is not run
   here: the runtime turns it into an info request and waits for the answer.
 
@@ -21,12 +24,21 @@ import datetime
 import operator
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import jsonschema
 
-from ..storage.base import Note, Owner, Store, utc_now
+from ..storage.base import (
+    MAX_INSIGHT_BODY,
+    MAX_INSIGHT_TITLE,
+    Insight,
+    Note,
+    NotificationStore,
+    Owner,
+    Store,
+    utc_now,
+)
 from .base import ToolSpec
 
 OPERATORS: dict[type, Callable[..., Any]] = {
@@ -127,6 +139,29 @@ def note_data(note: Note) -> dict[str, Any]:
     return {"noteId": note.note_id, "text": note.text, "createdAt": note.created_at.isoformat()}
 
 
+class InsightSink(Protocol):
+    """Where ``add_insight`` puts a card (``apps.notifications.insights.Insights``
+    stores it and announces it to the user's connections)."""
+
+    async def add(self, owner: Owner, title: str, body: str) -> Insight: ...
+
+
+class StoredInsights:
+    """The default sink: the card is stored, and nobody is told."""
+
+    def __init__(self, store: NotificationStore) -> None:
+        self._store = store
+
+    async def add(self, owner: Owner, title: str, body: str) -> Insight:
+        insight = Insight("ins_" + uuid.uuid4().hex, owner, title.strip(), body.strip(), utc_now())
+        await self._store.add_insight(insight)
+        return insight
+
+
+def insight_data(insight: Insight) -> dict[str, Any]:
+    return {"id": insight.insight_id, "title": insight.title, "body": insight.body}
+
+
 # -- the toolbox ----------------------------------------------------------------------------------
 
 ASK_USER = "ask_user"
@@ -175,6 +210,19 @@ SPECS: dict[str, ToolSpec] = {
                     "text": {"type": "string", "minLength": 1},
                 },
                 "oneOf": [{"required": ["noteId"]}, {"required": ["text"]}],
+                "additionalProperties": False,
+            },
+        ),
+        ToolSpec(
+            "add_insight",
+            "Add an insight card to the user's Home feed: a short title and a body.",
+            {
+                "type": "object",
+                "properties": {
+                    "title": {"type": "string", "minLength": 1, "maxLength": MAX_INSIGHT_TITLE},
+                    "body": {"type": "string", "minLength": 1, "maxLength": MAX_INSIGHT_BODY},
+                },
+                "required": ["title", "body"],
                 "additionalProperties": False,
             },
         ),
@@ -240,14 +288,16 @@ def check_arguments(name: str, arguments: Any) -> None:
 class Toolbox:
     """Runs the tools for a user (all but ``ask_user``, which is the runtime's)."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, insights: InsightSink | None = None) -> None:
         self._store = store
+        self._insights = insights or StoredInsights(store)  # type: ignore[arg-type]
         self._tools: dict[str, Callable[..., Awaitable[Any]]] = {
             "current_time": self._current_time,
             "calculator": self._calculator,
             "add_note": self._add_note,
             "list_notes": self._list_notes,
             "delete_note": self._delete_note,
+            "add_insight": self._add_insight,
         }
 
     async def run(self, owner: Owner, name: str, arguments: dict[str, Any]) -> Any:
@@ -274,3 +324,8 @@ class Toolbox:
         self, owner: Owner, noteId: str | None = None, text: str | None = None
     ) -> dict[str, Any]:
         return note_data(await delete_note(self._store, owner, note_id=noteId, text=text))
+
+    async def _add_insight(self, owner: Owner, title: str, body: str) -> dict[str, Any]:
+        if not title.strip() or not body.strip():
+            raise ToolError("An insight card needs a title and a body that are not blank.")
+        return insight_data(await self._insights.add(owner, title, body))

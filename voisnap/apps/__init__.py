@@ -12,6 +12,7 @@ import trio
 
 from ..agents.registry import load_agents
 from ..agents.runtime import Leases, RequestTimeouts, TaskRuntime
+from ..agents.tools import Toolbox
 from ..config import Settings
 from ..server.factory import create_server
 from ..server.hub_server import HubServer
@@ -20,7 +21,15 @@ from ..storage.sqlite import SqliteStore
 from .approvals import ApprovalsEvents, ApprovalsHub, ApprovalsRest
 from .chat import ChatEvents, ChatHub, ChatRest, ChatServices
 from .chat.signals import BackplaneTaskSignals
+from .discussion import DiscussionFace, DiscussionHub, DiscussionRest, Runs
 from .faces import Faces
+from .notifications import (
+    Insights,
+    LicenseWatch,
+    Notifications,
+    NotificationsHub,
+    NotificationsRest,
+)
 from .playground import PlaygroundHub
 from .tasks import TasksEvents, TasksHub
 
@@ -36,8 +45,19 @@ def create_product(settings: Settings) -> HubServer:
     chat = server.mount("/hubs/chat", ChatHub)
     tasks = server.mount("/hubs/tasks", TasksHub, services=store)
     approvals = server.mount("/hubs/approvals", ApprovalsHub)
+    discussion = server.mount("/hubs/discussion", DiscussionHub)
+    notify = server.mount("/hubs/notifications", NotificationsHub)
+    notifications = Notifications(store, notify.router)
+    insights = Insights(store, notifications)
+    license_watch = LicenseWatch(
+        settings.license_expires, notifications, store, server.cluster.node_id
+    )
+    notify.services = license_watch
     faces = Faces(
-        ChatEvents(chat.router), TasksEvents(tasks.router), ApprovalsEvents(approvals.router)
+        ChatEvents(chat.router),
+        TasksEvents(tasks.router),
+        ApprovalsEvents(approvals.router),
+        DiscussionFace(discussion.router),
     )
     runtime = TaskRuntime(
         store,
@@ -50,14 +70,19 @@ def create_product(settings: Settings) -> HubServer:
         signals=BackplaneTaskSignals(server.cluster),
         timeouts=RequestTimeouts(settings.approval_timeout, settings.info_request_timeout),
         max_steps=settings.agent_max_steps,
+        toolbox=Toolbox(store, insights),
     )
     chat.services = ChatServices(store=store, agents=agents, runtime=runtime, events=faces)
     approvals.services = runtime.decisions
+    runs = discussion.services = Runs(store, agents, runtime, faces)
     server.add_service(partial(keep_open, store))
     server.add_service(runtime.run)
+    server.add_service(license_watch.run)
     server.readiness_checks["store"] = store.ping
     server.add_routes(ChatRest(store).routes())
     server.add_routes(ApprovalsRest(store, runtime.decisions).routes())
+    server.add_routes(DiscussionRest(runs).routes())
+    server.add_routes(NotificationsRest(store, notifications, insights).routes())
     return server
 
 

@@ -3,7 +3,9 @@
 The task runtime reports what happens to tasks once (``agents.runtime.TaskEvents``);
 ``Faces`` hands each report to every contract that shows it: the chat hub (the
 session's stream and the user's notifications), the tasks hub (the user's
-ledger), the approvals hub (the requests), and whatever later contracts add.
+ledger), the approvals hub (the requests), the discussion hub (a run's
+progress, which ``agents.discussion.DiscussionJob`` reports besides the task
+events), and whatever later contracts add.
 A face shows only what it has a method for.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..storage.base import Message, Request, Session, Task
+from ..storage.base import Discussion, Message, Panelist, Request, Session, Task, Turn
 
 
 class Faces:
@@ -62,3 +64,28 @@ class Faces:
 
     async def session_updated(self, session: Session) -> None:
         await self._each("session_updated", session)
+
+    # -- a discussion run's progress (``agents.discussion.DiscussionEvents``) ---------------------
+
+    async def discussion_started(self, run: Discussion) -> None:
+        await self._each("discussion_started", run)
+
+    async def round_started(self, run: Discussion, round_number: int) -> None:
+        await self._each("round_started", run, round_number)
+
+    async def turn_started(self, run: Discussion, panelist: Panelist, round_number: int) -> None:
+        await self._each("turn_started", run, panelist, round_number)
+
+    async def turn_completed(self, run: Discussion, turn: Turn) -> None:
+        await self._each("turn_completed", run, turn)
+
+    async def judge_started(self, run: Discussion) -> None:
+        await self._each("judge_started", run)
+
+    async def verdict(self, run: Discussion, verdict: dict[str, Any]) -> None:
+        await self._each("verdict", run, verdict)
+
+    async def discussion_completed(
+        self, run: Discussion, verdict_hash: str, duration_ms: int
+    ) -> None:
+        await self._each("discussion_completed", run, verdict_hash, duration_ms)

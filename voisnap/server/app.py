@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 PREFLIGHT_HEADERS = "authorization, content-type, x-requested-with, x-signalr-user-agent"
 
+RETRY_AFTER = ("retry-after", "1")
+
 
 class VoisnapApp:
     def __init__(self, hub_server: HubServer) -> None:
@@ -145,7 +147,10 @@ class VoisnapApp:
                 RestRequest(principal, params, query, received)
             )
         except ServiceUnavailable as error:
-            raise HttpError(503, str(error)) from None
+            # A route's answers are JSON, this one too; the client may try again.
+            return 503, "application/json", json_body({"error": str(error)}), [RETRY_AFTER]
+        if status == 204:  # RFC 9110, 15.3.5: "A 204 response ... cannot contain content"
+            return 204, "application/json", b"", []
         return status, "application/json", json_body(document), []
 
     def _preflight(self, headers: dict[str, str]) -> tuple[int, str, bytes, list]:

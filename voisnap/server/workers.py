@@ -17,6 +17,7 @@ their clients with a Close that invites a reconnect), then the supervisor.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -61,6 +62,8 @@ def _plain(value: Any) -> Any:
         return list(value)
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+    if isinstance(value, datetime.date):
+        return value.isoformat()
     return value
 
 

@@ -101,6 +101,9 @@ class Task:
     lease_until: datetime.datetime | None = None
     cancel_requested_by: str | None = None
     """Who asked to cancel it while it ran, for its runner to see."""
+    kind: str = "chat"
+    """What the runtime runs: ``chat`` (an agent answers a message) or
+    ``discussion`` (a panel of agents and a judge; ``agents.discussion``)."""
 
 
 @attrs.frozen
@@ -270,3 +273,178 @@ class Store(Protocol):
     async def add_note(self, note: Note) -> None: ...
 
     async def list_notes(self, owner: Owner) -> list[Note]: ...
+
+
+# -- discussions: panels of agents and a judge (docs/hubs/discussion.md) -------------------------
+
+
+@attrs.frozen
+class Panelist:
+    """A seat on a panel: ``p1``, ``p2``, ... in the order given, and the agent in it
+    (the same agent may sit twice)."""
+
+    panelist_id: str
+    agent_id: str
+
+
+@attrs.frozen
+class Discussion:
+    """A discussion run: the task of kind ``discussion`` with the same id
+    (``run_id`` == ``task_id``) says how it is going; this says what it is about
+    and, once the judge spoke, the verdict (plain JSON data) and its hash."""
+
+    run_id: str
+    owner: Owner
+    session_id: str
+    topic: str
+    panelists: tuple[Panelist, ...]
+    judge: str
+    rounds: int
+    created_at: datetime.datetime
+    verdict: dict[str, Any] | None = None
+    verdict_hash: str | None = None
+
+
+@attrs.frozen
+class Turn:
+    """What one panelist said in one round; ``content_hash`` is the SHA-256 (hex)
+    of ``content`` as UTF-8."""
+
+    run_id: str
+    round_number: int
+    panelist_id: str
+    agent_id: str
+    content: str
+    content_hash: str
+    duration_ms: int
+    created_at: datetime.datetime
+
+
+class DiscussionStore(Protocol):
+    """The discussion half of ``Store`` (``storage.sql_discussions``)."""
+
+    async def start_discussion(
+        self, *, session: Session, message: Message, task: Task, discussion: Discussion
+    ) -> Accepted:
+        """In one transaction, what ``accept_message`` does (the topic is the
+        user's message, the run its queued task) and the discussion's row."""
+
+    async def get_discussion(self, owner: Owner, run_id: str) -> Discussion | None: ...
+
+    async def get_discussion_by_id(self, run_id: str) -> Discussion | None:
+        """For the runtime, which acts for the owner already."""
+
+    async def list_discussions(self, owner: Owner, *, limit: int) -> list[Discussion]:
+        """Newest first."""
+
+    async def add_turn(self, turn: Turn, node: str) -> bool:
+        """Store a turn; False (nothing stored) if ``node`` no longer holds the run's lease."""
+
+    async def list_turns(self, run_id: str) -> list[Turn]:
+        """In the order they were spoken: by round, then by seat."""
+
+    async def complete_discussion(
+        self,
+        run_id: str,
+        node: str,
+        *,
+        verdict: dict[str, Any],
+        verdict_hash: str,
+        reply: Message,
+        tokens_used: int = 0,
+    ) -> Task | None:
+        """The verdict stored and the run's task completed with ``reply`` (its
+        summary, the assistant's message in the session), in one transaction;
+        None if ``node`` no longer holds the run's lease."""
+
+
+# -- notifications: the feed, insight cards, claims (docs/hubs/notifications.md) ---------------
+
+USER, TENANT, ROLE = "user", "tenant", "role"
+
+
+@attrs.frozen
+class Audience:
+    """Who in a tenant a notification is for: one user (``name`` is the user id),
+    the whole tenant (``name`` is empty), or every holder of a role (``name`` is
+    the role)."""
+
+    kind: str
+    name: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind not in (USER, TENANT, ROLE):
+            raise ValueError(f"an audience is a user, a tenant or a role, not {self.kind!r}")
+
+
+@attrs.frozen
+class Notification:
+    """One event of the notifications hub, stored before it is sent (the Home
+    feed's catch-up, ``GET /notifications``). ``payload`` is the event's wire
+    form (camelCase JSON)."""
+
+    notification_id: str
+    tenant_id: str
+    audience: Audience
+    event: str
+    payload: dict[str, Any]
+    created_at: datetime.datetime
+
+
+@attrs.frozen
+class Reader:
+    """Whose feed it is: a user of a tenant, with the roles of their token."""
+
+    tenant_id: str
+    user_id: str
+    roles: frozenset[str] = frozenset()
+
+    def may_read(self, notification: Notification) -> bool:
+        audience = notification.audience
+        return notification.tenant_id == self.tenant_id and (
+            audience.kind == TENANT
+            or (audience.kind == USER and audience.name == self.user_id)
+            or (audience.kind == ROLE and audience.name in self.roles)
+        )
+
+
+MAX_INSIGHT_TITLE = 200
+MAX_INSIGHT_BODY = 4000
+
+
+@attrs.frozen
+class Insight:
+    """An insight card: it belongs to one user; dismissed, it leaves their list.
+    A title has at most ``MAX_INSIGHT_TITLE`` characters, a body ``MAX_INSIGHT_BODY``."""
+
+    insight_id: str
+    owner: Owner
+    title: str
+    body: str
+    created_at: datetime.datetime
+    dismissed_at: datetime.datetime | None = None
+
+
+class NotificationStore(Protocol):
+    """The notifications half of ``Store`` (``storage.sql_notifications``)."""
+
+    async def add_notification(self, notification: Notification) -> None: ...
+
+    async def list_notifications(
+        self, reader: Reader, *, limit: int, before: str | None = None
+    ) -> list[Notification] | None:
+        """What ``reader`` may read, newest first; ``before`` is a notification id:
+        only older ones. None when ``before`` names no notification ``reader`` may read."""
+
+    async def add_insight(self, insight: Insight) -> None: ...
+
+    async def list_insights(self, owner: Owner) -> list[Insight]:
+        """The owner's cards not dismissed, newest first."""
+
+    async def dismiss_insight(
+        self, owner: Owner, insight_id: str, now: datetime.datetime
+    ) -> Insight | None:
+        """The card, now dismissed; None if the owner has no such card not dismissed."""
+
+    async def claim(self, claim: str, node: str, now: datetime.datetime) -> bool:
+        """True for exactly one caller per ``claim`` key, whatever the processes."""

@@ -9,9 +9,13 @@ spells times and flags, and how to claim a task without waiting for another
 claimer (``FOR UPDATE SKIP LOCKED``).
 
 When the server restarts or the network drops, the transactions in flight fail
-with ``StoreUnavailable`` (a clear error for whoever asked), the pool throws
-away the broken connections (each one is checked before it is handed out), and
-later operations succeed once the server is back, without restarting voisnap.
+with ``StoreUnavailable`` (a clear error for whoever asked), and the store
+remembers the outage (``Outage``): from then on every operation fails at once,
+instead of queuing for a pool slot behind others that each wait out a connect
+timeout, and one probe at a time (at most one per ``PROBE_INTERVAL``) tries a
+fresh connection. The first probe that connects ends the outage with a new
+pool, so recovery takes about a second whatever the outage lasted (the pool's
+own reconnection backs off exponentially, for minutes).
 
 The schema is versioned like SQLite's: ``schema_version`` holds how many of
 ``MIGRATIONS`` have run, and migrating takes an advisory lock, so that several
@@ -35,6 +39,17 @@ T = TypeVar("T")
 
 POOL_SIZE = 4
 CONNECT_TIMEOUT = 5.0
+# The pool has a connection for every caller the limiter lets in, so waiting
+# for one means it is making new ones: quick, unless the database is down.
+POOL_WAIT = 3.0
+PROBE_TIMEOUT = 2
+PROBE_INTERVAL = 1.0
+# Operational errors of one transaction on a healthy connection: not an outage.
+TRY_AGAIN = (
+    psycopg.errors.TransactionRollback,
+    psycopg.errors.QueryCanceled,
+    psycopg.errors.LockNotAvailable,
+)
 MIGRATION_LOCK = 7_262_533  # pg_advisory_xact_lock's key: "voisnap" in no particular code
 
 MIGRATIONS: tuple[str, ...] = (
@@ -148,8 +163,64 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX info_requests_by_expiry ON info_requests (status, expires_at);
     CREATE INDEX tasks_by_owner ON tasks (tenant_id, user_id, created_at);
     """,
+    # 4: discussion runs (a task of kind 'discussion'), the notification feed,
+    # insight cards, and claims (what one process of several does once)
+    """
+    ALTER TABLE tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'chat';
+    CREATE TABLE discussions (
+        run_id TEXT PRIMARY KEY REFERENCES tasks (task_id),
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        panelists TEXT NOT NULL,
+        judge TEXT NOT NULL,
+        rounds INTEGER NOT NULL,
+        verdict TEXT,
+        verdict_hash TEXT,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX discussions_by_owner ON discussions (tenant_id, user_id, created_at);
+    CREATE TABLE discussion_turns (
+        run_id TEXT NOT NULL REFERENCES discussions (run_id),
+        round_number INTEGER NOT NULL,
+        panelist_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        content TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        duration_ms BIGINT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (run_id, round_number, panelist_id)
+    );
+    CREATE TABLE notifications (
+        seq BIGSERIAL PRIMARY KEY,
+        notification_id TEXT NOT NULL UNIQUE,
+        tenant_id TEXT NOT NULL,
+        audience_kind TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        event TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX notifications_by_audience
+        ON notifications (tenant_id, audience_kind, audience, seq);
+    CREATE TABLE insights (
+        insight_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        dismissed_at TIMESTAMPTZ
+    );
+    CREATE INDEX insights_by_owner ON insights (tenant_id, user_id, created_at);
+    CREATE TABLE claims (
+        claim TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        claimed_at TIMESTAMPTZ NOT NULL
+    );
+    """,
 )
-
 
 class PostgresDialect:
     """Times as TIMESTAMPTZ and flags as BOOLEAN: psycopg converts both ways."""
@@ -179,6 +250,15 @@ class QuestionMarks:
         return self._connection.execute(sql.replace("?", "%s"), parameters)
 
 
+class Outage:
+    """The database is known to be down: why, and when it was last probed."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        self.probed_at = trio.current_time()
+        self.probing = False
+
+
 class PostgresStore(SqlStore):
     dialect = PostgresDialect()
 
@@ -187,37 +267,106 @@ class PostgresStore(SqlStore):
         self._pool: ConnectionPool | None = None
         self._pool_size = pool_size
         self._limiter = trio.CapacityLimiter(pool_size)
+        self._outage: Outage | None = None
 
     def _skip_locked(self) -> str:
         return " FOR UPDATE SKIP LOCKED"
 
-    async def _run(self, work: Callable[[Database], T]) -> T:
-        def transaction() -> T:
-            assert self._pool is not None, "open() the store first"
-            try:
-                with (
-                    self._pool.connection(timeout=CONNECT_TIMEOUT) as connection,
-                    connection.transaction(),
-                ):
-                    return work(QuestionMarks(connection))
-            except (psycopg.OperationalError, PoolTimeout) as error:
-                reason = _first_line(error)
-                raise StoreUnavailable(f"The database is unavailable: {reason}") from None
+    def _for_update(self) -> str:
+        return " FOR UPDATE"
 
-        return await trio.to_thread.run_sync(transaction, limiter=self._limiter)
+    async def _run(self, work: Callable[[Database], T]) -> T:
+        await self._unless_down()
+
+        def transaction() -> T:
+            pool = self._pool
+            assert pool is not None, "open() the store first"
+            if self._outage is not None:  # noticed while this call waited for its turn
+                raise PoolTimeout(self._outage.reason)
+            with pool.connection(timeout=POOL_WAIT) as connection, connection.transaction():
+                return work(QuestionMarks(connection))
+
+        try:
+            return await trio.to_thread.run_sync(transaction, limiter=self._limiter)
+        except TRY_AGAIN as error:
+            reason = _first_line(error)
+            raise StoreUnavailable(f"The database refused, try again: {reason}") from None
+        except (psycopg.OperationalError, PoolTimeout) as error:
+            self._outage = self._outage or Outage(_first_line(error))
+            raise StoreUnavailable(f"The database is unavailable: {self._outage.reason}") from None
+
+    async def ping(self) -> None:
+        """Readiness: answers at once during a known outage; otherwise a query
+        that the readiness deadline may abandon (the thread finishes alone).
+        During an outage it always probes: readiness is asked seldom, and
+        should see a recovery at once."""
+        await self._unless_down(probe_now=True)
+
+        def select_one() -> None:
+            assert self._pool is not None, "open() the store first"
+            with self._pool.connection(timeout=POOL_WAIT) as connection:
+                connection.execute("SELECT 1")
+
+        try:
+            await trio.to_thread.run_sync(select_one, abandon_on_cancel=True)
+        except (psycopg.OperationalError, PoolTimeout) as error:
+            self._outage = self._outage or Outage(_first_line(error))
+            raise StoreUnavailable(f"The database is unavailable: {self._outage.reason}") from None
+
+    async def _unless_down(self, *, probe_now: bool = False) -> None:
+        """During an outage: probe if nobody has for a while, else fail at once."""
+        outage = self._outage
+        if outage is None:
+            return
+        due = probe_now or trio.current_time() - outage.probed_at >= PROBE_INTERVAL
+        if due and not outage.probing:
+            outage.probing = True
+            try:
+                await self._probe(outage)
+            finally:
+                outage.probing = False
+                outage.probed_at = trio.current_time()
+        if self._outage is not None:
+            raise StoreUnavailable(f"The database is unavailable: {self._outage.reason}")
+
+    async def _probe(self, outage: Outage) -> None:
+        """One fresh connection; if it works, a new pool replaces the broken one."""
+
+        def connect_anew() -> ConnectionPool:
+            with psycopg.connect(self.url, connect_timeout=PROBE_TIMEOUT) as connection:
+                connection.execute("SELECT 1")
+            return self._new_pool()
+
+        try:
+            fresh = await trio.to_thread.run_sync(connect_anew, abandon_on_cancel=True)
+        except (psycopg.OperationalError, PoolTimeout) as error:
+            outage.reason = _first_line(error)
+            return
+        broken, self._pool, self._outage = self._pool, fresh, None
+        if broken is not None:
+            await trio.to_thread.run_sync(broken.close, abandon_on_cancel=True)
+
+    def _new_pool(self) -> ConnectionPool:
+        """An open pool (blocking: call it in a worker thread)."""
+        pool = ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self._pool_size,
+            open=False,
+            check=ConnectionPool.check_connection,
+            kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT)},
+        )
+        try:
+            pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
+        except BaseException:
+            pool.close()
+            raise
+        return pool
 
     async def open(self) -> None:
         def connect() -> ConnectionPool:
-            pool = ConnectionPool(
-                self.url,
-                min_size=1,
-                max_size=self._pool_size,
-                open=False,
-                check=ConnectionPool.check_connection,
-                kwargs={"autocommit": True, "connect_timeout": int(CONNECT_TIMEOUT)},
-            )
+            pool = self._new_pool()
             try:
-                pool.open(wait=True, timeout=CONNECT_TIMEOUT * 2)
                 with pool.connection() as connection, connection.transaction():
                     migrate(connection)
             except BaseException:

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from .base import Accepted, Message, Note, Owner, Session, StoreError, Task, TaskState
+from .sql_discussions import DiscussionQueries
+from .sql_notifications import NotificationQueries
 from .sql_requests import RequestQueries
 
 T = TypeVar("T")
@@ -37,7 +39,8 @@ MESSAGE_COLUMNS = (
 TASK_COLUMNS = (
     "task_id, session_id, tenant_id, user_id, agent_id, message_id, state, is_streaming, "
     "channel_id, client_message_id, created_at, started_at, finished_at, error, duration_ms, "
-    "tokens_used, result_message_id, cancelled_by, lease_owner, lease_until, cancel_requested_by"
+    "tokens_used, result_message_id, cancelled_by, lease_owner, lease_until, kind, "
+    "cancel_requested_by"
 )
 INSERTED_TASK_COLUMNS = TASK_COLUMNS.replace(", cancel_requested_by", "")
 
@@ -59,7 +62,7 @@ class Database(Protocol):
     def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> Any: ...
 
 
-class SqlStore(RequestQueries):
+class SqlStore(DiscussionQueries, RequestQueries, NotificationQueries):
     dialect: Dialect
 
     async def _run(self, work: Callable[[Database], T]) -> T:
@@ -260,6 +263,11 @@ class SqlStore(RequestQueries):
         """PostgreSQL: concurrent claimers pass over a row another one is taking."""
         return ""
 
+    def _for_update(self) -> str:
+        """PostgreSQL: the rows selected are locked until the transaction ends.
+        SQLite needs nothing: it runs one writing transaction at a time."""
+        return ""
+
     async def renew_lease(self, task_id: str, node: str, lease_until: datetime.datetime) -> bool:
         """Extend this process's lease; False if it no longer holds it."""
 
@@ -326,27 +334,30 @@ class SqlStore(RequestQueries):
         """running -> completed, with the agent's final message stored with it;
         None if this process no longer holds the task's lease."""
 
-        def work(db: Database) -> Task | None:
-            task = self._get_task(db, task_id)
-            if task is None or task.state is not TaskState.RUNNING or task.lease_owner != node:
-                return None
-            self._insert_message(db, reply)
-            started = task.started_at or reply.created_at
-            db.execute(
-                "UPDATE tasks SET state = ?, finished_at = ?, duration_ms = ?, tokens_used = ?, "
-                "result_message_id = ? WHERE task_id = ?",
-                (
-                    TaskState.COMPLETED.value,
-                    self.dialect.time_in(reply.created_at),
-                    _milliseconds(reply.created_at - started),
-                    tokens_used,
-                    reply.message_id,
-                    task_id,
-                ),
-            )
-            return self._get_task(db, task_id)
+        return await self._run(lambda db: self._complete(db, task_id, node, reply, tokens_used))
 
-        return await self._run(work)
+    def _complete(
+        self, db: Database, task_id: str, node: str, reply: Message, tokens_used: int
+    ) -> Task | None:
+        """``complete_task`` in a transaction (a discussion stores its verdict in the same one)."""
+        task = self._get_task(db, task_id)
+        if task is None or task.state is not TaskState.RUNNING or task.lease_owner != node:
+            return None
+        self._insert_message(db, reply)
+        started = task.started_at or reply.created_at
+        db.execute(
+            "UPDATE tasks SET state = ?, finished_at = ?, duration_ms = ?, tokens_used = ?, "
+            "result_message_id = ? WHERE task_id = ?",
+            (
+                TaskState.COMPLETED.value,
+                self.dialect.time_in(reply.created_at),
+                _milliseconds(reply.created_at - started),
+                tokens_used,
+                reply.message_id,
+                task_id,
+            ),
+        )
+        return self._get_task(db, task_id)
 
     async def finish_task(
         self,
@@ -544,6 +555,7 @@ class SqlStore(RequestQueries):
                 task.cancelled_by,
                 task.lease_owner,
                 time_in(task.lease_until),
+                task.kind,
             ),
         )
 
@@ -569,7 +581,8 @@ class SqlStore(RequestQueries):
             cancelled_by=row[17],
             lease_owner=row[18],
             lease_until=time_out(row[19]),
-            cancel_requested_by=row[20],
+            kind=row[20],
+            cancel_requested_by=row[21],
         )
 
     def _get_task(self, db: Database, task_id: str) -> Task | None:

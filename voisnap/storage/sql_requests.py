@@ -39,6 +39,7 @@ class RequestQueries:
     dialect: Any
     _run: Callable[..., Any]
     _get_task: Callable[..., Task | None]
+    _for_update: Callable[[], str]
 
     async def wait_for(
         self, task_id: str, node: str, transcript: str, request: Request | None
@@ -105,6 +106,12 @@ class RequestQueries:
     ) -> Resolution:
         table, key, identifier, column = _where(request)
         value = detail if isinstance(request, InfoRequest) else _json(detail)
+        # Two requests of one task resolved at once, in two processes: each
+        # would count the other still pending (it has not committed), and
+        # neither would requeue the task. Resolving takes the task's row first.
+        db.execute(
+            f"SELECT task_id FROM tasks WHERE task_id = ?{self._for_update()}", (request.task_id,)
+        )
         won = db.execute(
             f"UPDATE {table} SET status = ?, {column} = ?, resolved_at = ?, resolved_by = ? "
             f"WHERE {key} = ? AND status = ?",

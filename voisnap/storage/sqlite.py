@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -141,8 +142,64 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX info_requests_by_expiry ON info_requests (status, expires_at);
     CREATE INDEX tasks_by_owner ON tasks (tenant_id, user_id, created_at);
     """,
+    # 4: discussion runs (a task of kind 'discussion'), the notification feed,
+    # insight cards, and claims (what one process of several does once)
+    """
+    ALTER TABLE tasks ADD COLUMN kind TEXT NOT NULL DEFAULT 'chat';
+    CREATE TABLE discussions (
+        run_id TEXT PRIMARY KEY REFERENCES tasks (task_id),
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        panelists TEXT NOT NULL,
+        judge TEXT NOT NULL,
+        rounds INTEGER NOT NULL,
+        verdict TEXT,
+        verdict_hash TEXT,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX discussions_by_owner ON discussions (tenant_id, user_id, created_at);
+    CREATE TABLE discussion_turns (
+        run_id TEXT NOT NULL REFERENCES discussions (run_id),
+        round_number INTEGER NOT NULL,
+        panelist_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        content TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        duration_ms BIGINT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, round_number, panelist_id)
+    );
+    CREATE TABLE notifications (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        notification_id TEXT NOT NULL UNIQUE,
+        tenant_id TEXT NOT NULL,
+        audience_kind TEXT NOT NULL,
+        audience TEXT NOT NULL,
+        event TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX notifications_by_audience
+        ON notifications (tenant_id, audience_kind, audience, seq);
+    CREATE TABLE insights (
+        insight_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        dismissed_at TEXT
+    );
+    CREATE INDEX insights_by_owner ON insights (tenant_id, user_id, created_at);
+    CREATE TABLE claims (
+        claim TEXT PRIMARY KEY,
+        node TEXT NOT NULL,
+        claimed_at TEXT NOT NULL
+    );
+    """,
 )
-
 
 class SqliteDialect:
     """Times as ISO-8601 text in UTC with microseconds (so that text order is
@@ -200,7 +257,7 @@ class SqliteStore(SqlStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            db.execute("PRAGMA journal_mode = WAL")
+            use_wal(db)
             db.execute("PRAGMA foreign_keys = ON")
             try:
                 migrate(db)
@@ -215,6 +272,21 @@ class SqliteStore(SqlStore):
         if self._db is not None:
             db, self._db = self._db, None
             await trio.to_thread.run_sync(db.close, limiter=self._one_at_a_time)
+
+
+def use_wal(db: sqlite3.Connection) -> None:
+    """Switch the file to WAL mode. Processes that open a new file at once may
+    find it locked: switching takes a lock the busy timeout does not wait for,
+    so wait here, a little at a time, within the same bound."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)  # a worker thread, not the event loop
 
 
 # -- schema ---------------------------------------------------------------------------------

@@ -1,9 +1,11 @@
-// Devices of one user (or several users) on the chat, approvals and tasks hubs,
+// Devices of one user (or several users) on the chat, approvals, tasks and
+// notifications hubs,
 // driven by the test one command at a time, like chat_devices.mjs.
 //
 // Each device is one HubConnection of the official client to one hub
 // (input.urls[hub]), with a handler for every event of the three hubs
-// (docs/hubs/chat.md, approvals.md, tasks.md), recorded as {target, payload}.
+// (docs/hubs/chat.md, approvals.md, tasks.md, notifications.md), recorded as
+// {target, payload}.
 // The test writes one JSON command per line on stdin; each command answers
 // with a line whose event names it, so that the test can wait for that answer
 // with wait_for(). Commands run concurrently: a pending "await" does not hold
@@ -26,7 +28,7 @@
 //   {op: "log", id, device}                       -> "log:<id>" {events}
 //   {op: "stop", device}                          -> "stopped:<device>"
 //   {op: "end"}                                   -> the result line, {}
-// Input: {urls: {chat, approvals, tasks}, keepAliveMs, transport, protocol}.
+// Input: {urls: {chat, approvals, tasks, notifications}, keepAliveMs, transport, protocol}.
 
 import { Inbox, buildConnection, describe, emit, input, readLine, run, start } from "./lib.mjs";
 
@@ -37,6 +39,10 @@ const EVENTS = [
     "SessionUpdated", "SessionNotification",
     // approvals (docs/hubs/approvals.md)
     "ApprovalRequested", "ApprovalResolved", "InfoRequested", "InfoResolved",
+    // notifications (docs/hubs/notifications.md)
+    "InsightCardAdded", "InsightCardDismissed", "WorkflowRunStarted", "WorkflowRunCompleted",
+    "WorkflowRunFailed", "CronFired", "CronFailed", "DocumentUploaded", "DocumentIndexed",
+    "NodeOnline", "NodeOffline", "SystemAnnouncement", "LicenseWarning",
 ];
 const DEFAULT_WAIT_MS = 10000;
 const FENCE = "NoHubHasThisMethod";

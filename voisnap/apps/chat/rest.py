@@ -118,7 +118,7 @@ class ChatRest:
         session_id = request.params["session_id"]
         if await self._store.get_session(owner, session_id) is None:
             return 404, {"error": f"Session '{session_id}' does not exist."}
-        limit = _limit(request.query.get("limit"))
+        limit = page_limit(request.query.get("limit"))
         if limit is None:
             return 400, {"error": f"'limit' must be an integer from 1 to {MAX_LIMIT}."}
         before = request.query.get("before") or None
@@ -135,7 +135,7 @@ class ChatRest:
             except ValueError:
                 known = ", ".join(state.value for state in TaskState)
                 return 400, {"error": f"'status' must be one of {known}."}
-        limit = _limit(request.query.get("limit"))
+        limit = page_limit(request.query.get("limit"))
         if limit is None:
             return 400, {"error": f"'limit' must be an integer from 1 to {MAX_LIMIT}."}
         before = request.query.get("before") or None
@@ -156,7 +156,9 @@ def _owner(request: RestRequest) -> Owner:
     return Owner(request.principal.tenant_id, request.principal.user_id)
 
 
-def _limit(raw: str | None) -> int | None:
+def page_limit(raw: str | None) -> int | None:
+    """A page's ``?limit=``: ``DEFAULT_LIMIT`` when absent; None unless an integer
+    from 1 to ``MAX_LIMIT`` (the route answers 400)."""
     if raw is None:
         return DEFAULT_LIMIT
     try:
