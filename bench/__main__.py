@@ -44,7 +44,7 @@ FULL = {
         "subscribers": 1000,
         "size": 200,
         "duration": 4.0,
-        "rates": [1, 2, 5, 10, 20, 40, 60, 80, 100, 120, 140, 160, 200, 250],
+        "rates": [1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 100, 120, 140, 160, 200, 250],
     },
     "wide": {"subscribers": 5000, "size": 200, "duration": 8.0, "rate": 10},
     "chat": {"sessions": 200, "devices": 2, "tokens": 100, "token_delay": 0.05},

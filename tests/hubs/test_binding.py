@@ -58,6 +58,9 @@ class BindingHub(Hub):
     async def half(self, x: float) -> float:
         return x / 2
 
+    async def label(self, text: str, note: str | None) -> str:
+        return text if note is None else f"{text} ({note})"
+
     async def count_items(self, items: list[str]) -> int:
         return len(items)
 
@@ -221,3 +224,19 @@ async def test_binding_naive_datetime_read_as_utc(autojump_clock):
     async with connect(detailed()) as client:
         completion = await client.invoke("InAnHour", "2024-01-02T03:04:05")
         assert completion.result == "2024-01-02T04:04:05.000Z"
+
+
+async def test_binding_string_with_a_lone_surrogate_or_a_nul_is_refused(autojump_clock):
+    """Such a string is JSON, but not Unicode text; PostgreSQL cannot keep a NUL
+    (voisnap/protocol/unicode.py). A surrogate pair is one character, and fine."""
+    async with connect(detailed()) as client:
+        problem = "NUL character or a lone UTF-16 surrogate"
+        await assert_binding_fails(client, "Label", "a\ud800b", None, problem=problem)
+        await assert_binding_fails(client, "Label", "ok", "\udfff", problem=problem)
+        await assert_binding_fails(client, "CountItems", ["fine", "\ud83d"], problem=problem)
+        await assert_binding_fails(
+            client, "Describe", {"itemName": "\udc00", "unitCount": 1}, problem=problem
+        )
+        await assert_binding_fails(client, "Label", "nul\x00", None, problem=problem)
+        labelled = await client.invoke("Label", "\U0001f600", "\u00e9")
+        assert labelled.result == "\U0001f600 (\u00e9)"

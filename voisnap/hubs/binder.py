@@ -32,6 +32,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from ..protocol.errors import ENCODER_FAILURES, EncodeError
+from ..protocol.unicode import UNSTORABLE, is_storable
 
 
 def camel_case(name: str) -> str:
@@ -52,6 +53,14 @@ def _strict(kind: type, name: str) -> typing.Callable[[Any, Any], Any]:
         return value
 
     return structure
+
+
+def _structure_text(value: Any, _: Any) -> str:
+    if not isinstance(value, str):
+        raise BindingError(f"expected a string, got {type(value).__name__}")
+    if not is_storable(value):  # such a string cannot be stored (protocol.unicode)
+        raise BindingError(f"the string {UNSTORABLE}")
+    return value
 
 
 def _structure_float(value: Any, _: Any) -> float:
@@ -96,6 +105,8 @@ def _strict_union(kind: Any) -> typing.Callable[[Any, Any], Any]:
     members = typing.get_args(kind)
 
     def structure(value: Any, _: Any) -> Any:
+        if type(value) is str and str in members:
+            return _structure_text(value, str)
         for member in members:
             if type(value) is member or (member is float and type(value) is int):
                 return value
@@ -107,7 +118,7 @@ def _strict_union(kind: Any) -> typing.Callable[[Any, Any], Any]:
 
 def make_converter() -> cattrs.Converter:
     converter = cattrs.Converter()
-    converter.register_structure_hook(str, _strict(str, "a string"))
+    converter.register_structure_hook(str, _structure_text)
     converter.register_structure_hook(int, _strict(int, "an integer"))
     converter.register_structure_hook(bool, _strict(bool, "true or false"))
     converter.register_structure_hook(float, _structure_float)

@@ -17,6 +17,7 @@ import attrs
 from ..principal import Principal
 from ..protocol.errors import RemoteProtocolError
 from ..protocol.limits import DEFAULT_LIMITS, load_json
+from ..protocol.unicode import UNSTORABLE, json_is_storable
 from .http import HttpError
 
 
@@ -33,9 +34,12 @@ class RestRequest:
         if not self.body.strip():
             return None
         try:
-            return load_json(self.body, DEFAULT_LIMITS)
+            value = load_json(self.body, DEFAULT_LIMITS)
         except RemoteProtocolError as error:
             raise HttpError(400, f"The body is not valid JSON: {error}") from None
+        if not json_is_storable(self.body, value):
+            raise HttpError(400, f"The body {UNSTORABLE}.")
+        return value
 
 
 Handler = Callable[[RestRequest], Awaitable[tuple[int, Any]]]
