@@ -86,15 +86,18 @@ def _serve(settings: Settings, *, reuse_port: bool = False) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    try:
+        # Under --workers N this only checks what the workers will read (the
+        # agents file, the schedules file): a file that stops one worker would
+        # stop every worker, again and again, under the supervisor.
+        server = create_product(attrs.evolve(settings, workers=1))
+    except ValueError as error:
+        print(f"voisnap serve: {error}", file=sys.stderr)
+        return 2
     if settings.workers > 1:
         from .server.workers import Supervisor
 
         return Supervisor(settings, _print_ready).run()
-    try:
-        server = create_product(settings)
-    except ValueError as error:
-        print(f"voisnap serve: {error}", file=sys.stderr)
-        return 2
     trio.run(partial(serve, server, ready=_print_ready, reuse_port=reuse_port))
     return 0
 

@@ -156,3 +156,23 @@ def test_workers_without_redis_url_refused_with_exit_status_2(tmp_path: Path) ->
     assert finished.returncode == 2, (finished.returncode, finished.stderr)
     assert "--redis-url" in finished.stderr, finished.stderr
     assert "voisnap listening on" not in finished.stdout
+
+
+def test_workers_with_a_bad_agents_file_refused_once_with_exit_status_2(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The supervisor checks the files every worker reads before it starts one:
+    a bad file would stop each worker at start, and the supervisor would start
+    them again, for ever (then this run would not end within its timeout)."""
+    agents = tmp_path / "agents.toml"
+    agents.write_text("[agents.broken]\nbackend = 'no-such-backend'\n")
+    finished = subprocess.run(
+        [sys.executable, "-m", "voisnap", "serve", "--workers", "2", "--host", "127.0.0.1",
+         "--port", "0", "--data-dir", str(tmp_path / "data"), "--redis-url", redis_url,
+         "--agents-file", str(agents)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert finished.returncode == 2, (finished.returncode, finished.stderr)
+    assert "no-such-backend" in finished.stderr, finished.stderr
+    assert "voisnap listening on" not in finished.stdout
+    assert "Traceback" not in finished.stderr, finished.stderr
