@@ -119,6 +119,11 @@ class Settings:
         "TOML file configuring agents by id (the built-in agent 'sophon' always exists)",
         converter=lambda value: None if value in (None, "") else Path(value),
     )
+    schedules_file: Path | None = setting(
+        None,
+        "TOML file of schedules (cron jobs an agent answers), read at start",
+        converter=lambda value: None if value in (None, "") else Path(value),
+    )
     agent_workers: int = setting(16, "tasks that run at once; the others wait in the queue")
     agent_queue_limit: int = setting(1000, "tasks that may wait before new messages are refused")
     agent_token_delay: float = setting(
@@ -137,6 +142,11 @@ class Settings:
         None,
         "the date (YYYY-MM-DD) the license expires; from 14 days before, admins are warned",
         converter=lambda value: iso_date(value, "--license-expires"),
+    )
+    heartbeat_interval: float = setting(
+        60.0,
+        "seconds between heartbeat runs, which post the reminders that came due",
+        validator=attrs.validators.gt(0),
     )
     task_lease: float = setting(
         15.0, "seconds a running task stays its process's without a renewal; then it fails"
@@ -166,6 +176,9 @@ class Settings:
         10.0, "seconds a new TCP connection has to send its request head"
     )
     request_head_max_size: int = setting(16 * KIB, "largest HTTP request head accepted, in bytes")
+    max_document_size: int = setting(
+        5 * MIB, "largest document POST /documents accepts (plain text or Markdown), in bytes"
+    )
     request_body_timeout: float = setting(
         10.0, "seconds an HTTP request body has to arrive before the server answers 408"
     )

@@ -30,6 +30,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.stores import sqlite_store
 from voisnap.agents.tools import (
     ASK_USER,
     DEFAULT_APPROVAL,
@@ -232,11 +233,11 @@ def test_current_time_is_in_utc() -> None:
 
 def test_tools_names_and_defaults() -> None:
     """Issue 12: the built-in tools keep their names and gain delete_note and ask_user
-    (issue 13: add_insight); by default an agent has them all, and only delete_note needs
-    approval."""
+    (issue 13: add_insight; issue 14: search_documents and the reminder tools); by default
+    an agent has them all, and only delete_note needs approval."""
     assert TOOL_NAMES == (
         "current_time", "calculator", "add_note", "list_notes", "delete_note", "add_insight",
-        ASK_USER,
+        "search_documents", "set_reminder", "list_reminders", "cancel_reminder", ASK_USER,
     )
     assert ASK_USER == "ask_user"
     assert frozenset({"delete_note"}) == DEFAULT_APPROVAL
@@ -317,14 +318,8 @@ def test_tools_check_arguments_of_an_unknown_tool() -> None:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "voisnap.db")
-    with trio.fail_after(CEILING):
-        await opened.open()
-    try:
+    async with sqlite_store(tmp_path / "voisnap.db") as opened:
         yield opened
-    finally:
-        with trio.fail_after(CEILING):
-            await opened.aclose()
 
 
 def plain(value: Any) -> Any:

@@ -20,6 +20,7 @@ import pytest
 import trio
 
 from tests.support.fakes import make_endpoint
+from tests.support.stores import sqlite_store
 from voisnap.apps.notifications import (
     Insights,
     LicenseWatch,
@@ -113,14 +114,8 @@ def build_app(
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(tmp_path / "voisnap.db")
-    with trio.fail_after(CEILING):
-        await opened.open()
-    try:
+    async with sqlite_store(tmp_path / "voisnap.db") as opened:
         yield opened
-    finally:
-        with trio.fail_after(CEILING):
-            await opened.aclose()
 
 
 @pytest.fixture

@@ -8,8 +8,14 @@ calls so far and their results), so it resumes after any pause, in any process.
 
 The intents, in the order they are tried (docs/agents.md):
 
+- "search my documents for X", "find X in my documents": ``search_documents``,
+  then the best chunks with their documents' ids (``agents.documents``);
 - "add an insight card: TITLE", "insight: TITLE" (a body may follow on the
   next lines): ``add_insight``, a card on the user's Home feed;
+- reminders: "remind me at 15:30 to call Ana", "remind me in 10 minutes to
+  stretch", "what are my reminders", "cancel my reminder to stretch":
+  ``set_reminder``, ``list_reminders``, ``cancel_reminder``
+  (``agents.reminder_intents``; docs/reminders.md);
 - "forget X", "delete (the) note X", "remove (my) note X": ``delete_note``
   with text X. It needs a person's approval (by default): approved, it deletes
   the note; rejected or timed out, it says it did not;
@@ -43,6 +49,8 @@ from .base import (
     ToolCall,
     ToolResult,
 )
+from .documents import describe_found, search_request
+from .reminder_intents import reminder_intent
 from .rule_based import discussion_step
 
 TOKENS = re.compile(r"\S+\s*|\s+")
@@ -107,6 +115,9 @@ class BuiltinAgent:
 
     def _plan(self, content: str) -> Callable[[Results], Next]:
         """The intent of ``content``: from the results so far, the next step."""
+        search = search_request(content)
+        if search is not None:
+            return one_tool("search_documents", search, describe_found(search["query"]))
         insight = INSIGHT.match(content)
         if insight and insight.group("title"):
             body = insight.group("body") or f"Added by {self.agent_id} from your chat."
@@ -114,6 +125,11 @@ class BuiltinAgent:
             return one_tool(
                 "add_insight", arguments, lambda card: f"Added the insight card “{card['title']}”."
             )
+        reminder = reminder_intent(content)
+        if isinstance(reminder, str):  # "remind me" without a time: say how to give one
+            return lambda results: reminder
+        if reminder is not None:
+            return one_tool(*reminder)
         if DELETE_WHICH.match(content):
             return delete_which
         delete = DELETE.match(content)

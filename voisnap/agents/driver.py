@@ -188,7 +188,11 @@ class TaskDriver:
         await self._events.tool_started(task, call.name, arguments)
         started = trio.current_time()
         try:
-            content, ok = await self._toolbox.run(task.owner, call.name, arguments), True
+            # The session too: a reminder is posted in the session it was set in.
+            content = await self._toolbox.run(
+                task.owner, call.name, arguments, session_id=task.session_id
+            )
+            ok = True
         except ToolError as error:
             content, ok = str(error), False
         duration_ms = int((trio.current_time() - started) * 1000)

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 INTERRUPTED = "The task was interrupted: the process running it stopped."
 UNEXPECTED = "The agent failed unexpectedly."
+WORKFLOW = "workflow"
+"""The kind of a schedule's task (apps.schedules): its prompt, answered as a chat message."""
 
 
 class Job(Protocol):
@@ -158,8 +160,10 @@ class TaskRuntime:
         )
         # What runs a claimed task depends on its kind; claiming, leases,
         # cancels and failures are the same for every kind.
+        chat = ChatJob(store, driver, events, node=self._node)
         self._jobs: dict[str, Job] = {
-            "chat": ChatJob(store, driver, events, node=self._node),
+            "chat": chat,
+            WORKFLOW: chat,  # a schedule's prompt is answered as a chat message is
             DISCUSSION: DiscussionJob(store, agents, events, node=self._node),  # type: ignore[arg-type]
         }
         self.decisions = Decisions(store, events, self.submit)

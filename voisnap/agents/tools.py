@@ -9,6 +9,11 @@
 - ``add_insight``: an insight card on the user's Home feed (docs/hubs/notifications.md),
   through the toolbox's ``InsightSink``: the product's announces it to the user's
   connections; the default only stores it;
+- ``search_documents``: the user's documents' best chunks for a query
+  (``agents.documents``; docs/documents.md);
+- ``set_reminder`` / ``list_reminders`` / ``cancel_reminder``: reminders that
+  a heartbeat posts into the session where they were asked, once due
+  (``agents.reminder_tools``; docs/reminders.md);
 - ``ask_user``: a question to the user, with optional choices. It is not run
   here: the runtime turns it into an info request and waits for the answer.
 
@@ -32,6 +37,7 @@ import jsonschema
 from ..storage.base import (
     MAX_INSIGHT_BODY,
     MAX_INSIGHT_TITLE,
+    DocumentStore,
     Insight,
     Note,
     NotificationStore,
@@ -39,7 +45,10 @@ from ..storage.base import (
     Store,
     utc_now,
 )
+from . import documents
 from .base import ToolSpec
+from .reminder_times import ReminderError
+from .reminder_tools import REMINDER_SPECS, ReminderTools
 
 OPERATORS: dict[type, Callable[..., Any]] = {
     ast.Add: operator.add,
@@ -226,6 +235,8 @@ SPECS: dict[str, ToolSpec] = {
                 "additionalProperties": False,
             },
         ),
+        documents.SPEC,
+        *REMINDER_SPECS,
         ToolSpec(
             ASK_USER,
             "Ask the user a question and wait for the answer; with options, the answer is "
@@ -288,7 +299,12 @@ def check_arguments(name: str, arguments: Any) -> None:
 class Toolbox:
     """Runs the tools for a user (all but ``ask_user``, which is the runtime's)."""
 
-    def __init__(self, store: Store, insights: InsightSink | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        insights: InsightSink | None = None,
+        reminders: ReminderTools | None = None,
+    ) -> None:
         self._store = store
         self._insights = insights or StoredInsights(store)  # type: ignore[arg-type]
         self._tools: dict[str, Callable[..., Awaitable[Any]]] = {
@@ -298,15 +314,33 @@ class Toolbox:
             "list_notes": self._list_notes,
             "delete_note": self._delete_note,
             "add_insight": self._add_insight,
+            documents.NAME: self._search_documents,
+        }
+        reminders = reminders or ReminderTools(store)  # type: ignore[arg-type]  # SqlStore is both
+        self._tools |= {
+            "list_reminders": reminders.list_reminders,
+            "cancel_reminder": reminders.cancel_reminder,
+        }
+        # Tools that also need the session the task runs in: a reminder is posted there.
+        self._session_tools: dict[str, Callable[..., Awaitable[Any]]] = {
+            "set_reminder": reminders.set_reminder
         }
 
-    async def run(self, owner: Owner, name: str, arguments: dict[str, Any]) -> Any:
-        """The tool's result as plain data; ToolError if it cannot do it."""
+    async def run(
+        self, owner: Owner, name: str, arguments: dict[str, Any], *, session_id: str | None = None
+    ) -> Any:
+        """The tool's result as plain data; ToolError if it cannot do it.
+        ``session_id``: the session of the task that calls it."""
         check_arguments(name, arguments)
-        tool = self._tools.get(name)
-        if tool is None:
-            raise ToolError(f"'{name}' is not a tool that runs by itself.")
-        return await tool(owner, **arguments)
+        try:
+            if name in self._session_tools:
+                return await self._session_tools[name](owner, session_id, **arguments)
+            tool = self._tools.get(name)
+            if tool is None:
+                raise ToolError(f"'{name}' is not a tool that runs by itself.")
+            return await tool(owner, **arguments)
+        except ReminderError as error:
+            raise ToolError(str(error)) from None
 
     async def _current_time(self, owner: Owner) -> str:
         return current_time()
@@ -329,3 +363,9 @@ class Toolbox:
         if not title.strip() or not body.strip():
             raise ToolError("An insight card needs a title and a body that are not blank.")
         return insight_data(await self._insights.add(owner, title, body))
+
+    async def _search_documents(
+        self, owner: Owner, query: str, limit: int = documents.DEFAULT_LIMIT
+    ) -> list[dict[str, Any]]:
+        store: DocumentStore = self._store  # type: ignore[assignment]  # SqlStore is both
+        return await documents.search_documents(store, owner, query, limit)

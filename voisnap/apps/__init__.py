@@ -11,8 +11,11 @@ from functools import partial
 import trio
 
 from ..agents.registry import load_agents
+from ..agents.reminder_times import UserZones
+from ..agents.reminder_tools import ReminderTools
 from ..agents.runtime import Leases, RequestTimeouts, TaskRuntime
 from ..agents.tools import Toolbox
+from ..clock import SystemClock
 from ..config import Settings
 from ..server.factory import create_server
 from ..server.hub_server import HubServer
@@ -22,6 +25,7 @@ from .approvals import ApprovalsEvents, ApprovalsHub, ApprovalsRest
 from .chat import ChatEvents, ChatHub, ChatRest, ChatServices
 from .chat.signals import BackplaneTaskSignals
 from .discussion import DiscussionFace, DiscussionHub, DiscussionRest, Runs
+from .documents import DocumentsRest, Indexer
 from .faces import Faces
 from .notifications import (
     Insights,
@@ -31,6 +35,15 @@ from .notifications import (
     NotificationsRest,
 )
 from .playground import PlaygroundHub
+from .reminders import Heartbeat, RemindersRest
+from .schedules import (
+    Firing,
+    Scheduler,
+    Schedules,
+    SchedulesRest,
+    WorkflowFace,
+    load_schedules_file,
+)
 from .tasks import TasksEvents, TasksHub
 
 DATABASE = "voisnap.db"
@@ -53,12 +66,15 @@ def create_product(settings: Settings) -> HubServer:
         settings.license_expires, notifications, store, server.cluster.node_id
     )
     notify.services = license_watch
+    chat_events = ChatEvents(chat.router)
     faces = Faces(
-        ChatEvents(chat.router),
+        chat_events,
         TasksEvents(tasks.router),
         ApprovalsEvents(approvals.router),
         DiscussionFace(discussion.router),
+        WorkflowFace(store, notifications),
     )
+    zones = UserZones()  # the chat hub fills it, the reminder tools read it
     runtime = TaskRuntime(
         store,
         agents,
@@ -70,9 +86,11 @@ def create_product(settings: Settings) -> HubServer:
         signals=BackplaneTaskSignals(server.cluster),
         timeouts=RequestTimeouts(settings.approval_timeout, settings.info_request_timeout),
         max_steps=settings.agent_max_steps,
-        toolbox=Toolbox(store, insights),
+        toolbox=Toolbox(store, insights, ReminderTools(store, zones)),
     )
-    chat.services = ChatServices(store=store, agents=agents, runtime=runtime, events=faces)
+    chat.services = ChatServices(
+        store=store, agents=agents, runtime=runtime, events=faces, zones=zones
+    )
     approvals.services = runtime.decisions
     runs = discussion.services = Runs(store, agents, runtime, faces)
     server.add_service(partial(keep_open, store))
@@ -83,6 +101,22 @@ def create_product(settings: Settings) -> HubServer:
     server.add_routes(ApprovalsRest(store, runtime.decisions).routes())
     server.add_routes(DiscussionRest(runs).routes())
     server.add_routes(NotificationsRest(store, notifications, insights).routes())
+    clock = SystemClock()
+    file_schedules = None
+    if settings.schedules_file is not None:  # a file that cannot be used stops the start
+        file_schedules = load_schedules_file(settings.schedules_file, agents, clock.now())
+    firing = Firing(store, agents, runtime, faces, notifications, clock)
+    scheduler = Scheduler(store, firing, clock, file_schedules=file_schedules)
+    server.add_service(scheduler.run)
+    server.add_routes(SchedulesRest(Schedules(store, agents, clock, scheduler.changed)).routes())
+    indexer = Indexer(store, notifications, server.cluster.node_id)
+    server.add_service(indexer.run)
+    server.add_routes(
+        DocumentsRest(store, notifications, indexer, settings.max_document_size).routes()
+    )
+    heartbeat = Heartbeat(store, chat_events, server.cluster.node_id, settings.heartbeat_interval)
+    server.add_service(heartbeat.run)
+    server.add_routes(RemindersRest(store).routes())
     return server
 
 

@@ -41,7 +41,7 @@ from .http_transports import HttpTransports
 from .hub_server import Elsewhere, HubServer
 from .hypercorn_bridge import socket_of
 from .request_body import REST_BODY_LIMIT, read_body
-from .routes import RestRequest, match
+from .routes import RestRequest, body_limit, match
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +92,12 @@ class VoisnapApp:
             # Server-Sent Events and long polling stream their responses.
             return await self.transports.handle(scope, receive, send)
         try:
-            received = await read_body(
-                receive, headers, REST_BODY_LIMIT, self.settings.request_body_timeout
-            )
+            # A route may take a larger body than the REST limit (an upload):
+            # its own limit applies from the first byte, Content-Length included.
+            limit = body_limit(self.hubs.routes, scope["method"], scope["path"], REST_BODY_LIMIT)
+            if limit > REST_BODY_LIMIT:
+                self._admit_large_body(headers, scope["query_string"])
+            received = await read_body(receive, headers, limit, self.settings.request_body_timeout)
             status, content_type, body, extra = await self._route(scope, headers, received)
         except HttpError as error:
             status, content_type, body, extra = (
@@ -104,6 +107,15 @@ class VoisnapApp:
                 error.headers,
             )
         await respond(send, status, body, [*extra, *cors], content_type=content_type)
+
+    def _admit_large_body(self, headers: dict[str, str], query_string: bytes) -> None:
+        """Check the token before reading a body larger than the REST limit (an
+        upload's): only a caller with a token may make the server hold that much.
+        A refusal leaves the body unread, so the connection is then closed."""
+        try:
+            self.hubs.authenticate(headers, parse_query(query_string))
+        except HttpError as error:
+            raise HttpError(error.status, error.text, error.headers, close=True) from None
 
     async def _route(
         self, scope: Scope, headers: dict[str, str], received: bytes
@@ -144,7 +156,7 @@ class VoisnapApp:
         principal = self.hubs.authenticate(headers, query)
         try:
             status, document = await route.handler(
-                RestRequest(principal, params, query, received)
+                RestRequest(principal, params, query, received, headers.get("content-type", ""))
             )
         except ServiceUnavailable as error:
             # A route's answers are JSON, this one too; the client may try again.
@@ -163,7 +175,7 @@ class VoisnapApp:
             "text/plain",
             b"",
             [
-                ("access-control-allow-methods", "GET, POST, DELETE, OPTIONS"),
+                ("access-control-allow-methods", "GET, POST, PATCH, DELETE, OPTIONS"),
                 ("access-control-allow-headers", requested),
                 ("access-control-max-age", "600"),
             ],

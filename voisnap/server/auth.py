@@ -5,7 +5,8 @@ docs/auth.md, "Where the token goes": the same JWT bearer as REST, in the
 (browsers cannot set headers on WebSocket or EventSource requests).
 
 Claims: ``sub`` is the user id, ``tid`` the tenant id, ``roles`` a list of
-strings, ``exp`` the expiry (required). Anything missing, malformed, badly
+strings, ``exp`` the expiry (required), ``zoneinfo`` the user's time zone
+(optional, an IANA name: the OIDC standard claim). Anything missing, malformed, badly
 signed, expired, or signed with another algorithm (``alg: none`` included: the
 accepted algorithm is fixed, never read from the token) is refused.
 """
@@ -13,13 +14,14 @@ accepted algorithm is fixed, never read from the token) is refused.
 from __future__ import annotations
 
 import time
+import zoneinfo
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import jwt
 
 from ..errors import AuthenticationError
-from ..principal import Principal
+from ..principal import ZONE_CLAIM, Principal
 
 ALGORITHMS = ("HS256", "HS384", "HS512")
 
@@ -66,6 +68,11 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         raise AuthenticationError("The access token's 'tid' claim must be a non-empty string.")
     if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
         raise AuthenticationError("The access token's 'roles' claim must be a list of strings.")
+    if ZONE_CLAIM in claims and not _is_zone(claims[ZONE_CLAIM]):
+        raise AuthenticationError(
+            f"The access token's '{ZONE_CLAIM}' claim must be an IANA time zone name, "
+            "such as 'Europe/Lisbon'."
+        )
     return Principal(
         user_id=user_id,
         tenant_id=tenant_id,
@@ -73,6 +80,17 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         expires_at=float(claims["exp"]),
         claims=dict(claims),
     )
+
+
+def _is_zone(name: Any) -> bool:
+    """Whether ``name`` is a time zone this machine knows (the OIDC ``zoneinfo`` claim)."""
+    if not isinstance(name, str) or not name:
+        return False
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def token_from(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:

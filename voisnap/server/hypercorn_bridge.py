@@ -195,6 +195,11 @@ class PrefixedStream(trio.abc.HalfCloseableStream):
         self._stream = stream
         self._prefix = prefix
         self.socket = stream.socket
+        # hypercorn writes under its own lock, but ends the connection (send_eof)
+        # outside it, and a write that began while the EOF was being sent (the
+        # answer to a request refused before its body ended: a 413, a 401) met
+        # BusyResourceError. Writes and the EOF take turns here.
+        self._sending = trio.Lock()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         if self._prefix:
@@ -205,13 +210,24 @@ class PrefixedStream(trio.abc.HalfCloseableStream):
         return await self._stream.receive_some(max_bytes)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self._stream.send_all(data)
+        async with self._sending:
+            await self._stream.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self._stream.wait_send_all_might_not_block()
 
     async def send_eof(self) -> None:
-        await self._stream.send_eof()
+        try:
+            self._sending.acquire_nowait()
+        except trio.WouldBlock:
+            # A write is in flight, and may never end (a client that does not read):
+            # hypercorn takes this as "gone already" and closes the stream, which
+            # ends that write. Waiting for it here could wait for ever.
+            raise trio.BusyResourceError("a write is in flight") from None
+        try:
+            await self._stream.send_eof()
+        finally:
+            self._sending.release()
 
     async def aclose(self) -> None:
         await self._stream.aclose()

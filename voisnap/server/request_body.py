@@ -26,7 +26,8 @@ from .http import HttpError, declared_length
 
 KIB = 1024
 REST_BODY_LIMIT = 64 * KIB
-"""Negotiate and REST bodies: small JSON documents."""
+"""Negotiate and REST bodies: small JSON documents. A route that takes more (an
+upload) declares its own limit (``routes.Route.max_body``)."""
 HUB_POST_LIMIT = 1024 * KIB
 """One POST of a Server-Sent Events or long-polling connection: hub records."""
 

@@ -27,6 +27,9 @@ class RestRequest:
     params: Mapping[str, str]
     query: Mapping[str, str]
     body: bytes = b""
+    """The body as received (raw bytes: a route may take any type, not only JSON)."""
+    content_type: str = ""
+    """The request's ``Content-Type`` header, for a route that takes more than JSON."""
 
     def json(self) -> Any:
         """The body as JSON (None when there is none), within the decode limits
@@ -50,16 +53,20 @@ class Route:
     method: str
     pattern: re.Pattern[str]
     handler: Handler
+    max_body: int | None = None
+    """The largest body the route takes, in bytes; None: the server's REST limit."""
 
     @classmethod
-    def of(cls, method: str, template: str, handler: Handler) -> Route:
+    def of(
+        cls, method: str, template: str, handler: Handler, *, max_body: int | None = None
+    ) -> Route:
         # "/sessions/{session_id}" -> ["/sessions/", "session_id", ""]: text, name, text...
         parts = re.split(r"\{(\w+)\}", template)
         regex = "".join(
             re.escape(part) if index % 2 == 0 else f"(?P<{part}>[^/]+)"
             for index, part in enumerate(parts)
         )
-        return cls(method.upper(), re.compile(f"^{regex}$"), handler)
+        return cls(method.upper(), re.compile(f"^{regex}$"), handler, max_body)
 
 
 def match(
@@ -76,3 +83,12 @@ def match(
             return route, found.groupdict()
         path_known = True
     return False if path_known else None
+
+
+def body_limit(routes: list[Route], method: str, path: str, default: int) -> int:
+    """The most the request's body may hold: its route's own limit (an upload
+    route's is larger), or ``default`` for every other request."""
+    found = match(routes, method, path)
+    if isinstance(found, tuple) and found[0].max_body is not None:
+        return found[0].max_body
+    return default

@@ -448,3 +448,261 @@ class NotificationStore(Protocol):
 
     async def claim(self, claim: str, node: str, now: datetime.datetime) -> bool:
         """True for exactly one caller per ``claim`` key, whatever the processes."""
+
+
+# -- documents: text the user uploads, chunked and indexed for search (docs/documents.md) -------
+
+
+class DocumentState(enum.Enum):
+    UPLOADED = "uploaded"
+    """Stored, waiting for an indexer."""
+    INDEXING = "indexing"
+    """Claimed by one process's indexer, until its lease ends."""
+    INDEXED = "indexed"
+    FAILED = "failed"
+
+
+@attrs.frozen
+class Document:
+    """An uploaded document: UTF-8 text, ``text/plain`` or ``text/markdown``;
+    ``size`` is its length in bytes as uploaded. ``content`` is None when a
+    read did not ask for it (lists never do)."""
+
+    document_id: str
+    owner: Owner
+    name: str
+    content_type: str
+    size: int
+    state: DocumentState
+    created_at: datetime.datetime
+    content: str | None = None
+    chunks: int = 0
+    error: str | None = None
+    indexed_at: datetime.datetime | None = None
+
+
+@attrs.frozen
+class SearchHit:
+    """A chunk that matched a search; a higher ``score`` is a better match."""
+
+    document_id: str
+    name: str
+    chunk_number: int
+    content: str
+    score: float
+
+
+class DocumentStore(Protocol):
+    """The documents half of ``Store`` (``storage.sql_documents``)."""
+
+    async def add_document(self, document: Document) -> None: ...
+
+    async def get_document(
+        self, owner: Owner, document_id: str, *, content: bool = False
+    ) -> Document | None: ...
+
+    async def list_documents(
+        self, owner: Owner, *, limit: int, before: str | None = None
+    ) -> list[Document] | None:
+        """Newest first, without content; ``before`` is a document id: only older
+        ones. None when ``before`` names no document of the owner's."""
+
+    async def delete_document(self, owner: Owner, document_id: str) -> bool:
+        """The document, its chunks and its index entries, in one transaction;
+        False if the owner has no such document."""
+
+    async def claim_document(
+        self, node: str, now: datetime.datetime, lease_until: datetime.datetime
+    ) -> Document | None:
+        """The oldest document waiting to be indexed, now ``indexing`` on ``node``,
+        with its content; None if none waits. Exactly one caller gets each."""
+
+    async def index_document(
+        self, document_id: str, node: str, chunks: list[str], now: datetime.datetime
+    ) -> Document | None:
+        """Chunks and index entries stored, state ``indexed``, in one transaction;
+        None if ``node`` no longer holds the claim (or the document is gone)."""
+
+    async def fail_document(self, document_id: str, node: str, error: str) -> Document | None:
+        """``indexing`` -> ``failed``; None if ``node`` no longer holds the claim."""
+
+    async def search_documents(self, owner: Owner, query: str, *, limit: int) -> list[SearchHit]:
+        """The owner's chunks matching any word of ``query`` (plain text, never
+        syntax), best first; nobody else's, ever."""
+
+
+# -- reminders and heartbeat runs (docs/reminders.md) ---------------------------------------------
+
+REMINDER_ACTIONED = "actioned"
+REMINDER_CANCELLED = "cancelled"
+MAX_REMINDER_TEXT = 500
+
+
+@attrs.frozen
+class Reminder:
+    """Something to tell a user at ``due_at``, in the session where they asked for it.
+
+    ``status`` is ``pending`` until a heartbeat actions it (``actioned``: process
+    ``actioned_by`` posted message ``message_id`` at ``actioned_at``) or its owner
+    cancels it (``cancelled``: ``actioned_by`` is then the user id)."""
+
+    reminder_id: str
+    owner: Owner
+    session_id: str
+    text: str
+    due_at: datetime.datetime
+    created_at: datetime.datetime
+    status: str = PENDING
+    actioned_at: datetime.datetime | None = None
+    actioned_by: str | None = None
+    message_id: str | None = None
+
+
+class ReminderStore(Protocol):
+    """The reminders part of ``Store`` (``storage.sql_reminders``)."""
+
+    async def add_reminder(self, reminder: Reminder) -> None: ...
+
+    async def list_reminders(self, owner: Owner) -> list[Reminder]:
+        """The owner's pending reminders, soonest first."""
+
+    async def cancel_reminder(
+        self,
+        owner: Owner,
+        now: datetime.datetime,
+        *,
+        reminder_id: str | None = None,
+        text: str | None = None,
+    ) -> Reminder | None:
+        """Cancel one of the owner's pending reminders, by id or by text (case
+        ignored; the soonest with that text); None if none is pending."""
+
+    async def due_owners(self, now: datetime.datetime, *, limit: int) -> list[Owner]:
+        """The users who have a pending reminder due at ``now`` (at most ``limit``)."""
+
+    async def due_reminders(
+        self, owner: Owner, now: datetime.datetime, *, limit: int
+    ) -> list[Reminder]:
+        """The owner's pending reminders due at ``now``, soonest first."""
+
+    async def action_reminder(
+        self, reminder_id: str, node: str, message: Message
+    ) -> Reminder | None:
+        """pending -> actioned by ``node``, with ``message`` stored in the reminder's
+        session, in one transaction; None (nothing stored) if it was not pending:
+        another process actioned it, or its owner cancelled it. Exactly one of
+        several callers gets the reminder."""
+
+
+# -- schedules: cron jobs and their workflow runs (docs/schedules.md) ---------------------------
+
+FROM_API, FROM_FILE = "api", "file"
+
+
+@attrs.frozen
+class Schedule:
+    """A prompt an agent answers whenever ``cron`` comes due in ``timezone``
+    (``apps.schedules.cron``). ``session_id`` is where the prompt and the replies go:
+    the one given, or one made at the first fire and kept. ``next_due_at`` is the
+    slot (UTC) the scheduler claims next; a paused schedule does not fire, and
+    resuming it computes the slot anew. ``source`` is ``api`` (``POST /schedules``)
+    or ``file`` (``--schedules-file``)."""
+
+    schedule_id: str
+    owner: Owner
+    cron: str
+    timezone: str
+    agent_id: str
+    prompt: str
+    session_id: str | None
+    paused: bool
+    source: str
+    next_due_at: datetime.datetime
+    created_at: datetime.datetime
+    updated_at: datetime.datetime
+
+
+class RunState(enum.Enum):
+    """A workflow run: claimed (``FIRED``), its task queued, running, then the end."""
+
+    FIRED = "fired"
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+@attrs.frozen
+class WorkflowRun:
+    """One firing of a schedule, for one ``slot`` (the moment it came due, UTC):
+    the store holds one per schedule and slot, which is what makes a slot fire
+    once across processes. ``task_id`` is the task that runs the prompt."""
+
+    run_id: str
+    schedule_id: str
+    owner: Owner
+    slot: datetime.datetime
+    state: RunState
+    fired_at: datetime.datetime
+    task_id: str | None = None
+    error: str | None = None
+    finished_at: datetime.datetime | None = None
+
+
+class ScheduleStore(Protocol):
+    """The schedules half of ``Store`` (``storage.sql_schedules``)."""
+
+    async def add_schedule(self, schedule: Schedule) -> None: ...
+
+    async def get_schedule(self, owner: Owner, schedule_id: str) -> Schedule | None: ...
+
+    async def list_schedules(self, owner: Owner) -> list[Schedule]:
+        """Oldest first."""
+
+    async def update_schedule(self, schedule: Schedule, *, reschedule: bool) -> Schedule | None:
+        """The owner's schedule with ``schedule``'s fields (``next_due_at`` only
+        when ``reschedule``); None if the owner has no such schedule."""
+
+    async def delete_schedule(self, owner: Owner, schedule_id: str) -> bool: ...
+
+    async def sync_file_schedules(self, schedules: list[Schedule]) -> None:
+        """Make the schedules of source ``file`` exactly ``schedules``: add the
+        new ones, update the changed ones (a slot is kept unless the cron, zone or
+        pause changed), delete the others."""
+
+    async def due_schedules(self, now: datetime.datetime) -> list[Schedule]:
+        """The schedules not paused whose ``next_due_at`` is at or before ``now``."""
+
+    async def next_due_at(self) -> datetime.datetime | None:
+        """The earliest ``next_due_at`` of the schedules not paused."""
+
+    async def claim_slot(
+        self, run: WorkflowRun, *, due_at: datetime.datetime, next_due_at: datetime.datetime
+    ) -> bool:
+        """True for exactly one caller per schedule and slot, whatever the
+        processes: the schedule, still due at ``due_at`` and not paused, moves on
+        to ``next_due_at``, and ``run`` is stored."""
+
+    async def start_workflow_run(
+        self, run_id: str, *, session: Session, message: Message, task: Task
+    ) -> Accepted:
+        """In one transaction: the schedule keeps ``session`` as its own if it
+        had none (else its own is used), then what ``accept_message`` does, and
+        the run (``QUEUED``) records the task."""
+
+    async def update_workflow_run(
+        self,
+        run_id: str,
+        state: RunState,
+        *,
+        error: str | None = None,
+        finished_at: datetime.datetime | None = None,
+    ) -> None:
+        """The run's state (and, once it ended, its error and end)."""
+
+    async def workflow_run_of_task(self, task_id: str) -> WorkflowRun | None: ...
+
+    async def list_workflow_runs(
+        self, owner: Owner, schedule_id: str, *, limit: int
+    ) -> list[WorkflowRun]:
+        """Newest slot first."""

@@ -25,14 +25,14 @@ processes starting at once migrate one after another.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 import trio
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from .base import StoreError, StoreUnavailable
+from .base import Owner, StoreError, StoreUnavailable
 from .sql import Database, SqlStore
 
 T = TypeVar("T")
@@ -220,8 +220,85 @@ MIGRATIONS: tuple[str, ...] = (
         claimed_at TIMESTAMPTZ NOT NULL
     );
     """,
+    # 5: schedules and their workflow runs, reminders, documents and their search index
+    """
+    CREATE TABLE schedules (
+        schedule_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        cron TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        session_id TEXT,
+        paused BOOLEAN NOT NULL,
+        source TEXT NOT NULL,
+        next_due_at TIMESTAMPTZ,
+        created_at TIMESTAMPTZ NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL
+    );
+    CREATE INDEX schedules_by_owner ON schedules (tenant_id, user_id, created_at);
+    CREATE INDEX schedules_by_due ON schedules (paused, next_due_at);
+    CREATE TABLE workflow_runs (
+        run_id TEXT PRIMARY KEY,
+        schedule_id TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        slot TIMESTAMPTZ NOT NULL,
+        task_id TEXT,
+        state TEXT NOT NULL,
+        error TEXT,
+        fired_at TIMESTAMPTZ NOT NULL,
+        finished_at TIMESTAMPTZ,
+        UNIQUE (schedule_id, slot)
+    );
+    CREATE INDEX workflow_runs_by_task ON workflow_runs (task_id);
+    CREATE TABLE reminders (
+        reminder_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        due_at TIMESTAMPTZ NOT NULL,
+        status TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        actioned_at TIMESTAMPTZ,
+        actioned_by TEXT,
+        message_id TEXT
+    );
+    CREATE INDEX reminders_by_due ON reminders (status, due_at);
+    CREATE INDEX reminders_by_owner ON reminders (tenant_id, user_id, status, due_at);
+    CREATE TABLE documents (
+        document_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        content TEXT NOT NULL,
+        state TEXT NOT NULL,
+        chunks INTEGER,
+        error TEXT,
+        created_at TIMESTAMPTZ NOT NULL,
+        indexed_at TIMESTAMPTZ,
+        lease_owner TEXT,
+        lease_until TIMESTAMPTZ
+    );
+    CREATE INDEX documents_by_owner ON documents (tenant_id, user_id, created_at);
+    CREATE INDEX documents_by_state ON documents (state, lease_until);
+    CREATE TABLE document_chunks (
+        document_id TEXT NOT NULL REFERENCES documents (document_id),
+        chunk_number INTEGER NOT NULL,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        content TEXT NOT NULL,
+        PRIMARY KEY (document_id, chunk_number)
+    );
+    ALTER TABLE document_chunks
+        ADD COLUMN search tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED;
+    CREATE INDEX document_chunks_search ON document_chunks USING GIN (search);
+    """,
 )
-
 class PostgresDialect:
     """Times as TIMESTAMPTZ and flags as BOOLEAN: psycopg converts both ways."""
 
@@ -274,6 +351,28 @@ class PostgresStore(SqlStore):
 
     def _for_update(self) -> str:
         return " FOR UPDATE"
+
+    # -- documents: the generated tsvector column (storage.sql_documents) --
+
+    def _add_search_entries(self, db: Database, document_id: str) -> None:
+        """Nothing to do: ``document_chunks.search`` is computed from the content."""
+
+    def _remove_search_entries(self, db: Database, document_id: str) -> None:
+        """Nothing to do: the entry is a column of the chunk's row."""
+
+    def _search_rows(
+        self, db: Database, owner: Owner, terms: Sequence[str], limit: int
+    ) -> list[tuple]:
+        # Any of the words: one plainto_tsquery each (text, never tsquery syntax), ORed.
+        query = " || ".join("plainto_tsquery('english', ?)" for _ in terms)
+        return db.execute(
+            "SELECT c.document_id, d.name, c.chunk_number, c.content, ts_rank(c.search, q.query) "
+            "FROM document_chunks c JOIN documents d ON d.document_id = c.document_id "
+            f"CROSS JOIN (SELECT {query} AS query) q "
+            "WHERE c.search @@ q.query AND c.tenant_id = ? AND c.user_id = ? "
+            "ORDER BY ts_rank(c.search, q.query) DESC, c.document_id, c.chunk_number LIMIT ?",
+            (*terms, owner.tenant_id, owner.user_id, limit),
+        ).fetchall()
 
     async def _run(self, work: Callable[[Database], T]) -> T:
         await self._unless_down()

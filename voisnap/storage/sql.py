@@ -25,8 +25,11 @@ from typing import Any, Protocol, TypeVar
 
 from .base import Accepted, Message, Note, Owner, Session, StoreError, Task, TaskState
 from .sql_discussions import DiscussionQueries
+from .sql_documents import DocumentQueries
 from .sql_notifications import NotificationQueries
+from .sql_reminders import ReminderQueries
 from .sql_requests import RequestQueries
+from .sql_schedules import ScheduleQueries
 
 T = TypeVar("T")
 
@@ -62,7 +65,14 @@ class Database(Protocol):
     def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> Any: ...
 
 
-class SqlStore(DiscussionQueries, RequestQueries, NotificationQueries):
+class SqlStore(
+    DocumentQueries,
+    DiscussionQueries,
+    RequestQueries,
+    NotificationQueries,
+    ReminderQueries,
+    ScheduleQueries,
+):
     dialect: Dialect
 
     async def _run(self, work: Callable[[Database], T]) -> T:

@@ -20,14 +20,15 @@ from __future__ import annotations
 import datetime
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import trio
 
-from .base import StoreError
+from .base import Owner, StoreError
 from .sql import Database, SqlStore
+from .sql_documents import fts5_query
 
 T = TypeVar("T")
 
@@ -199,8 +200,91 @@ MIGRATIONS: tuple[str, ...] = (
         claimed_at TEXT NOT NULL
     );
     """,
+    # 5: schedules and their workflow runs, reminders, documents and their search index
+    """
+    CREATE TABLE schedules (
+        schedule_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        cron TEXT NOT NULL,
+        timezone TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        session_id TEXT,
+        paused INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        next_due_at TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX schedules_by_owner ON schedules (tenant_id, user_id, created_at);
+    CREATE INDEX schedules_by_due ON schedules (paused, next_due_at);
+    CREATE TABLE workflow_runs (
+        run_id TEXT PRIMARY KEY,
+        schedule_id TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        slot TEXT NOT NULL,
+        task_id TEXT,
+        state TEXT NOT NULL,
+        error TEXT,
+        fired_at TEXT NOT NULL,
+        finished_at TEXT,
+        UNIQUE (schedule_id, slot)
+    );
+    CREATE INDEX workflow_runs_by_task ON workflow_runs (task_id);
+    CREATE TABLE reminders (
+        reminder_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        session_id TEXT NOT NULL,
+        text TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        actioned_at TEXT,
+        actioned_by TEXT,
+        message_id TEXT
+    );
+    CREATE INDEX reminders_by_due ON reminders (status, due_at);
+    CREATE INDEX reminders_by_owner ON reminders (tenant_id, user_id, status, due_at);
+    CREATE TABLE documents (
+        document_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        content_type TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        content TEXT NOT NULL,
+        state TEXT NOT NULL,
+        chunks INTEGER,
+        error TEXT,
+        created_at TEXT NOT NULL,
+        indexed_at TEXT,
+        lease_owner TEXT,
+        lease_until TEXT
+    );
+    CREATE INDEX documents_by_owner ON documents (tenant_id, user_id, created_at);
+    CREATE INDEX documents_by_state ON documents (state, lease_until);
+    CREATE TABLE document_chunks (
+        document_id TEXT NOT NULL REFERENCES documents (document_id),
+        chunk_number INTEGER NOT NULL,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        content TEXT NOT NULL,
+        PRIMARY KEY (document_id, chunk_number)
+    );
+    -- FTS5 holds its own copy of each chunk's text, kept beside document_chunks
+    CREATE VIRTUAL TABLE document_search USING fts5(
+        content,
+        document_id UNINDEXED,
+        chunk_number UNINDEXED,
+        tenant_id UNINDEXED,
+        user_id UNINDEXED,
+        tokenize = 'porter unicode61'
+    );
+    """,
 )
-
 class SqliteDialect:
     """Times as ISO-8601 text in UTC with microseconds (so that text order is
     time order), flags as 0 and 1."""
@@ -272,6 +356,31 @@ class SqliteStore(SqlStore):
         if self._db is not None:
             db, self._db = self._db, None
             await trio.to_thread.run_sync(db.close, limiter=self._one_at_a_time)
+
+    # -- documents: the FTS5 index beside document_chunks (storage.sql_documents) --
+
+    def _add_search_entries(self, db: Database, document_id: str) -> None:
+        db.execute(
+            "INSERT INTO document_search (content, document_id, chunk_number, tenant_id, user_id) "
+            "SELECT content, document_id, chunk_number, tenant_id, user_id FROM document_chunks "
+            "WHERE document_id = ?",
+            (document_id,),
+        )
+
+    def _remove_search_entries(self, db: Database, document_id: str) -> None:
+        db.execute("DELETE FROM document_search WHERE document_id = ?", (document_id,))
+
+    def _search_rows(
+        self, db: Database, owner: Owner, terms: Sequence[str], limit: int
+    ) -> list[tuple]:
+        # bm25() is lower for a better match; the score is its negation.
+        return db.execute(
+            "SELECT s.document_id, d.name, s.chunk_number, s.content, -bm25(document_search) "
+            "FROM document_search s JOIN documents d ON d.document_id = s.document_id "
+            "WHERE document_search MATCH ? AND s.tenant_id = ? AND s.user_id = ? "
+            "ORDER BY bm25(document_search), s.document_id, s.chunk_number LIMIT ?",
+            (fts5_query(terms), owner.tenant_id, owner.user_id, limit),
+        ).fetchall()
 
 
 def use_wal(db: sqlite3.Connection) -> None:

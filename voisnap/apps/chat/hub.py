@@ -13,9 +13,11 @@ import uuid
 import attrs
 
 from ...agents.registry import AgentRegistry, UnknownAgent
+from ...agents.reminder_times import UserZones
 from ...agents.runtime import RuntimeBusy, TaskRuntime
 from ...errors import HubError
 from ...hubs.hub import Hub
+from ...principal import zone_of
 from ...storage.base import (
     Accepted,
     Message,
@@ -43,6 +45,8 @@ class ChatServices:
     agents: AgentRegistry
     runtime: TaskRuntime
     events: ChatEvents
+    zones: UserZones = attrs.field(factory=UserZones)
+    """Each user's time zone, for the reminder tools (docs/reminders.md)."""
 
 
 def new_id(prefix: str) -> str:
@@ -62,6 +66,9 @@ class ChatHub(Hub):
         return Owner(self.context.tenant_id, self.context.user_id)
 
     async def on_connected(self) -> None:
+        # The tools of this user's tasks read times in the user's zone; they run in
+        # the task runtime, which has no token to read it from (docs/reminders.md).
+        self.services.zones.remember(self.owner, zone_of(self.context.claims))
         # Until it calls JoinSession, a client receives its user's task events
         # user-wide (docs/hubs/chat.md, "Session scoping": legacy clients fall
         # back to user-wide events).

@@ -14,7 +14,7 @@ from typing import Any
 
 from ...hubs.hub import invocation_of
 from ...routing.router import Router
-from ...storage.base import Approval, Message, Request, Session, Task, utc_now
+from ...storage.base import Approval, Message, Owner, Request, Session, Task, utc_now
 from .audience import task_audience, user_audience
 from .events import (
     AgentStatus,
@@ -39,6 +39,13 @@ def excerpt(text: str | None) -> str | None:
         return None
     text = " ".join(text.split())
     return text if len(text) <= EXCERPT else text[: EXCERPT - 1] + "…"
+
+
+def receive_message(message: Message) -> ReceiveMessage:
+    tool_calls = None if message.tool_calls is None else list(message.tool_calls)
+    return ReceiveMessage(
+        message.message_id, message.session_id, message.role, message.content, tool_calls
+    )
 
 
 def args_hash(arguments: dict[str, Any]) -> str:
@@ -84,11 +91,7 @@ class ChatEvents:
 
     async def message(self, task: Task, message: Message) -> None:
         self._replies[task.task_id] = message.content
-        tool_calls = None if message.tool_calls is None else list(message.tool_calls)
-        payload = ReceiveMessage(
-            message.message_id, message.session_id, message.role, message.content, tool_calls
-        )
-        await self._to_task(task, "ReceiveMessage", payload)
+        await self._to_task(task, "ReceiveMessage", receive_message(message))
 
     async def completed(self, task: Task) -> None:
         payload = TaskCompleted(task.task_id, task.duration_ms or 0, task.tokens_used or 0)
@@ -128,17 +131,42 @@ class ChatEvents:
         text: str | None,
         ref_id: str | None = None,
     ) -> None:
+        await self.session_activity(
+            task.owner, task.session_id, kind, ref_id or task.task_id, success, text
+        )
+
+    async def session_activity(
+        self,
+        owner: Owner,
+        session_id: str,
+        kind: str,
+        ref_id: str,
+        success: bool | None,
+        text: str | None,
+    ) -> None:
+        """``SessionNotification`` to every device of the user, joined to the session or not."""
         notification = SessionNotification(
-            session_id=task.session_id,
+            session_id=session_id,
             kind=kind,
-            ref_id=ref_id or task.task_id,
+            ref_id=ref_id,
             success=success,
             excerpt=excerpt(text),
             timestamp=utc_now(),
         )
-        audience = user_audience(task.owner.tenant_id, task.owner.user_id)
+        audience = user_audience(owner.tenant_id, owner.user_id)
         await self._router.send_group(
             audience, invocation_of("SessionNotification", (notification,))
+        )
+
+    # -- what no task wrote: a heartbeat's reminder (docs/reminders.md) ------------------------
+
+    async def posted(self, message: Message) -> None:
+        """A message stored in a session by no task: ``ReceiveMessage`` to the
+        session's devices (and the user's legacy ones), as a task's reply goes."""
+        owner = message.owner
+        audience = task_audience(owner.tenant_id, owner.user_id, message.session_id)
+        await self._router.send_groups(
+            audience, invocation_of("ReceiveMessage", (receive_message(message),))
         )
 
     async def session_updated(self, session: Session) -> None:
