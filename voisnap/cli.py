@@ -65,8 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     if arguments.command == "token":
         return _token(arguments)
     if arguments.command == "worker":
-        from .server.workers import settings_of_worker
+        from .server.workers import die_with_supervisor, settings_of_worker
 
+        if not die_with_supervisor():
+            return 0  # the supervisor that started it is gone already
         return _serve(settings_of_worker(), reuse_port=True)
     overrides = {field.name: getattr(arguments, field.name) for field in attrs.fields(Settings)}
     try:

@@ -186,3 +186,13 @@ def test_workers_with_a_bad_agents_file_refused_once_with_exit_status_2(
     assert "no-such-backend" in finished.stderr, finished.stderr
     assert "voisnap listening on" not in finished.stdout
     assert "Traceback" not in finished.stderr, finished.stderr
+
+
+def test_workers_end_when_their_supervisor_is_killed(supervised: SupervisedServer) -> None:
+    """A supervisor killed with SIGKILL cannot stop its workers; the kernel tells them
+    (PR_SET_PDEATHSIG), and they end on their own instead of holding the port for ever."""
+    server = supervised
+    pids = server.wait_for_workers(2)
+    os.kill(server.supervisor_pid, signal.SIGKILL)
+    for pid in pids.values():
+        wait_until(lambda: gone(pid), WAIT, f"worker pid {pid} to end")  # noqa: B023

@@ -17,6 +17,7 @@ their clients with a Close that invites a reconnect), then the supervisor.
 
 from __future__ import annotations
 
+import ctypes
 import datetime
 import json
 import logging
@@ -39,6 +40,8 @@ from .secrets import load_secret
 log = logging.getLogger(__name__)
 
 SETTINGS_ENV = "VOISNAP_WORKER_SETTINGS"
+SUPERVISOR_ENV = "VOISNAP_SUPERVISOR_PID"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 READY_PREFIX = "voisnap listening on "
 START_TIMEOUT = 60.0
 YOUNG = 5.0  # a worker that dies sooner than this after starting is restarted more slowly
@@ -50,6 +53,21 @@ def worker_settings(settings: Settings, port: int) -> str:
     values = attrs.asdict(settings, recurse=False)
     values.update(workers=1, port=port)
     return json.dumps({name: _plain(value) for name, value in values.items()})
+
+
+def die_with_supervisor(environ: dict[str, str] | None = None) -> bool:
+    """Make this worker end when its supervisor ends, however it ends (``kill -9``,
+    the OOM killer): Linux then sends the worker SIGTERM, and it stops gracefully.
+    Orphaned workers would go on holding the port, unsupervised, beside the next
+    voisnap started on it. False if the supervisor is already gone (the worker
+    should not start). The supervisor starts workers from its main thread, which
+    lives as long as it does (the signal follows the thread that forked)."""
+    supervisor = int((environ or os.environ).get(SUPERVISOR_ENV, "0"))
+    if not supervisor or not sys.platform.startswith("linux"):
+        return True
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    return os.getppid() == supervisor  # it may have died before the prctl
 
 
 def settings_of_worker(environ: dict[str, str] | None = None) -> Settings:
@@ -93,7 +111,11 @@ class Supervisor:
         self._ready = ready
         self._holder = reserve_port(settings.host, settings.port)
         self.port = self._holder.getsockname()[1]
-        self._env = {**os.environ, SETTINGS_ENV: worker_settings(settings, self.port)}
+        self._env = {
+            **os.environ,
+            SETTINGS_ENV: worker_settings(settings, self.port),
+            SUPERVISOR_ENV: str(os.getpid()),
+        }
         self._workers: dict[int, Worker] = {}
         self._due: dict[int, tuple[float, float]] = {}  # index -> (restart at, pause)
         self._selector = selectors.DefaultSelector()
