@@ -24,6 +24,7 @@ import httpx
 import jwt
 
 from tests.conftest import FAST_SETTINGS
+from tests.support.cluster import wait_until
 from tests.support.node import NodeScenario
 from tests.support.server import ServerProcess
 
@@ -177,8 +178,8 @@ def start_run(server: ServerProcess, bearer: str, panelists: list[str], rounds: 
 
 
 def wait_state(server: ServerProcess, bearer: str, run_id: str, state: str) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT
-    while (run := get(server, bearer, f"/discussions/{run_id}"))["state"] != state:
-        assert time.monotonic() < deadline, f"run {run_id} never read {state!r}: {run}"
-        time.sleep(0.02)
-    return run
+    return wait_until(
+        lambda: (run := get(server, bearer, f"/discussions/{run_id}"))["state"] == state and run,
+        WAIT,
+        f"run {run_id} to read {state!r}",
+    )
