@@ -100,6 +100,10 @@ class TransportListener:
         """The connection's transport, if the asker may use it (as a local
         request is checked), and it is of ``kind``."""
         negotiated = self._negotiated
+        if not self._hubs.registry.is_active(negotiated.connection_token):
+            # The connection has ended; this listener's subscription goes a
+            # moment later, and a request must not find it alive till then.
+            raise HttpError(404, NO_CONNECTION)
         if asker.hub != negotiated.hub_path:
             raise HttpError(404, NO_CONNECTION)
         check_owner(negotiated.principal.user_id, negotiated.principal.tenant_id, _who(asker))
