@@ -1,4 +1,4 @@
-"""The ``voisnap`` command: ``serve`` and ``token``.
+"""The ``voisnap`` command: ``serve``, ``token`` and ``node`` (the reference node).
 
 Every ``serve`` flag comes from a field of ``config.Settings``, with its help
 text and its ``VOISNAP_<NAME>`` variable, so the three never disagree.
@@ -16,6 +16,7 @@ import attrs
 import trio
 
 from .config import Settings, env_name, flag_name, is_repeatable, settings_from
+from .node_client.cli import add_node_parser, run_node
 from .server.factory import token_authority
 from .server.secrets import SECRET_ENV
 
@@ -33,12 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
         _add_setting(serve, field)
     # One worker of ``serve --workers N``, started by its supervisor (server.workers).
     commands.add_parser("worker")
-    token = commands.add_parser("token", help="print an access token for a user")
+    token = commands.add_parser(
+        "token", help="print an access token for a user, or register a node and print its token"
+    )
     token.add_argument("--user", required=True, help="user id (the 'sub' claim)")
     token.add_argument("--tenant", required=True, help="tenant id (the 'tid' claim)")
     token.add_argument("--role", action="append", default=[], help="a role (repeatable)")
-    token.add_argument("--ttl", type=float, default=3600, help="seconds until it expires")
+    token.add_argument(
+        "--ttl", type=float, default=None, help="seconds until it expires (user 3600, node 90 days)"
+    )
     token.add_argument("--data-dir", type=Path, default=None, help="where the JWT secret lives")
+    token.add_argument(
+        "--node", metavar="NAME", default=None, help="register a node of the user's by this name"
+    )
+    token.add_argument(
+        "--scope", action="append", default=[], help="a command the node may run (repeatable)"
+    )
+    token.add_argument(
+        "--database", default=None, help="the PostgreSQL store to register the node in"
+    )
+    add_node_parser(commands)
     return parser
 
 
@@ -64,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     if arguments.command == "token":
         return _token(arguments)
+    if arguments.command == "node":
+        return run_node(arguments)
     if arguments.command == "worker":
         from .server.workers import die_with_supervisor, settings_of_worker
 
@@ -110,6 +127,43 @@ def _print_ready(line: str) -> None:
 
 def _token(arguments: argparse.Namespace) -> int:
     data_dir = arguments.data_dir or settings_from({}).data_dir
-    authority = token_authority(settings_from({"data_dir": data_dir}))
-    print(authority.issue(arguments.user, arguments.tenant, arguments.role, arguments.ttl))
+    settings = settings_from({"data_dir": data_dir, "database_url": arguments.database})
+    authority = token_authority(settings)
+    if arguments.node is not None:
+        return _node_token(arguments, settings)
+    ttl = 3600 if arguments.ttl is None else arguments.ttl
+    print(authority.issue(arguments.user, arguments.tenant, arguments.role, ttl))
+    return 0
+
+
+def _node_token(arguments: argparse.Namespace, settings: Settings) -> int:
+    """``token --node``: register the node in the server's store, print its token."""
+    from .apps import open_store
+    from .clock import SystemClock
+    from .nodes.credentials import NodeError, checked_name, checked_scopes, checked_ttl
+    from .nodes.registration import register_node
+    from .storage.base import Owner
+
+    async def register() -> str:
+        store = open_store(settings)
+        await store.open()
+        try:
+            _, token = await register_node(
+                store,
+                token_authority(settings),
+                Owner(arguments.tenant, arguments.user),
+                checked_name(arguments.node),
+                checked_scopes(arguments.scope),
+                ttl=checked_ttl(arguments.ttl),
+                now=SystemClock().now(),
+            )
+        finally:
+            await store.aclose()
+        return token
+
+    try:
+        print(trio.run(register))
+    except NodeError as error:
+        print(f"voisnap token: {error}", file=sys.stderr)
+        return 2
     return 0

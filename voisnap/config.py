@@ -148,6 +148,11 @@ class Settings:
         "seconds between heartbeat runs, which post the reminders that came due",
         validator=attrs.validators.gt(0),
     )
+    node_heartbeat_interval: float = setting(
+        30.0,
+        "seconds between a node's heartbeats; a node that misses two is offline",
+        validator=attrs.validators.gt(0),
+    )
     task_lease: float = setting(
         15.0, "seconds a running task stays its process's without a renewal; then it fails"
     )

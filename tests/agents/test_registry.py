@@ -173,7 +173,7 @@ def test_registry_default_tools_are_all_of_them_with_delete_note_approved(
         tools = registry.entry(agent_id).tools
         assert tools == ToolSet(), agent_id
         assert tools.tools == TOOL_NAMES and "ask_user" in tools.tools
-        assert tools.require_approval == frozenset({"delete_note"})
+        assert tools.require_approval == frozenset({"delete_note", "run_on_node"})
     assert load_agents(None, token_delay=0.1).entry("sophon").tools == ToolSet()
 
 

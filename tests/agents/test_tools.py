@@ -233,14 +233,16 @@ def test_current_time_is_in_utc() -> None:
 
 def test_tools_names_and_defaults() -> None:
     """Issue 12: the built-in tools keep their names and gain delete_note and ask_user
-    (issue 13: add_insight; issue 14: search_documents and the reminder tools); by default
-    an agent has them all, and only delete_note needs approval."""
+    (issue 13: add_insight; issue 14: search_documents and the reminder tools; issue 15:
+    run_on_node); by default an agent has them all, and only delete_note and run_on_node
+    need approval."""
     assert TOOL_NAMES == (
         "current_time", "calculator", "add_note", "list_notes", "delete_note", "add_insight",
-        "search_documents", "set_reminder", "list_reminders", "cancel_reminder", ASK_USER,
+        "search_documents", "set_reminder", "list_reminders", "cancel_reminder", "run_on_node",
+        ASK_USER,
     )
     assert ASK_USER == "ask_user"
-    assert frozenset({"delete_note"}) == DEFAULT_APPROVAL
+    assert frozenset({"delete_note", "run_on_node"}) == DEFAULT_APPROVAL
     default = ToolSet()
     assert default.tools == TOOL_NAMES
     assert [spec.name for spec in default.specs()] == list(TOOL_NAMES)

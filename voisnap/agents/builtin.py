@@ -16,6 +16,9 @@ The intents, in the order they are tried (docs/agents.md):
   stretch", "what are my reminders", "cancel my reminder to stretch":
   ``set_reminder``, ``list_reminders``, ``cancel_reminder``
   (``agents.reminder_intents``; docs/reminders.md);
+- "run COMMAND on node NODE" (then, optionally, "with {JSON params}"):
+  ``run_on_node``, a command on one of the user's machines (docs/hubs/node.md); it
+  needs a person's approval (by default), then replies with the node's result;
 - "forget X", "delete (the) note X", "remove (my) note X": ``delete_note``
   with text X. It needs a person's approval (by default): approved, it deletes
   the note; rejected or timed out, it says it did not;
@@ -33,6 +36,7 @@ The intents, in the order they are tried (docs/agents.md):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -71,6 +75,11 @@ DELETE = re.compile(
 INSIGHT = re.compile(
     r"^\s*(?:please\s+)?(?:add\s+(?:an?\s+)?insight(?:\s+card)?|insight)\s*:\s*"
     r"(?P<title>[^\n]*?)\s*(?:\n\s*(?P<body>.*?))?\s*$",
+    re.I | re.S,
+)
+RUN_ON_NODE = re.compile(
+    r"^\s*(?:please\s+)?run\s+(?P<command>[A-Za-z0-9_.:-]{1,64})\s+on\s+(?:(?:the|my)\s+)?"
+    r"node\s+(?P<node>[^\s{]+?)(?:\s+with\s+(?P<params>\{.*\}))?\s*[.!]?\s*$",
     re.I | re.S,
 )
 ASKS_NOTES = re.compile(r"\b(?:notes?|calendar|remind\w*|agenda)\b|\bremember\s*\?", re.I)
@@ -125,6 +134,9 @@ class BuiltinAgent:
             return one_tool(
                 "add_insight", arguments, lambda card: f"Added the insight card “{card['title']}”."
             )
+        on_node = RUN_ON_NODE.match(content)
+        if on_node:
+            return run_on_node(on_node)
         reminder = reminder_intent(content)
         if isinstance(reminder, str):  # "remind me" without a time: say how to give one
             return lambda results: reminder
@@ -182,6 +194,24 @@ def one_tool(
         return f"Sorry, I could not do that: {result.content}"
 
     return next_step
+
+
+def run_on_node(found: re.Match[str]) -> Callable[[Results], Next]:
+    """``run_on_node`` for "run echo on node laptop with {...}"; its result, said back."""
+    node, command = found.group("node"), found.group("command")
+    try:
+        params = json.loads(found.group("params") or "{}")
+    except json.JSONDecodeError as error:
+        said = f"Those parameters are not JSON: {error}."
+        return lambda results: said
+    if not isinstance(params, dict):
+        return lambda results: "The parameters must be a JSON object, such as {\"text\": \"hi\"}."
+    arguments = {"node": node, "command": command, "params": params}
+
+    def reply(ran: dict[str, Any]) -> str:
+        return f"Node “{ran['node']}” ran {command}: {json.dumps(ran['result'])}"
+
+    return one_tool("run_on_node", arguments, reply)
 
 
 def delete_note(text: str, results: Results, number: int = 1) -> Next:

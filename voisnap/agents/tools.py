@@ -14,6 +14,8 @@
 - ``set_reminder`` / ``list_reminders`` / ``cancel_reminder``: reminders that
   a heartbeat posts into the session where they were asked, once due
   (``agents.reminder_tools``; docs/reminders.md);
+- ``run_on_node``: a command on one of the user's own machines (docs/hubs/node.md),
+  through the toolbox's ``NodeRunner``; it needs a person's approval by default;
 - ``ask_user``: a question to the user, with optional choices. It is not run
   here: the runtime turns it into an info request and waits for the answer.
 
@@ -148,6 +150,13 @@ def note_data(note: Note) -> dict[str, Any]:
     return {"noteId": note.note_id, "text": note.text, "createdAt": note.created_at.isoformat()}
 
 
+class NodeRunner(Protocol):
+    """Runs a command on one of the owner's nodes (``apps.nodes.tool``): its
+    result, or ToolError saying why not."""
+
+    async def run_on_node(self, owner: Owner, node: str, command: str, params: Any) -> Any: ...
+
+
 class InsightSink(Protocol):
     """Where ``add_insight`` puts a card (``apps.notifications.insights.Insights``
     stores it and announces it to the user's connections)."""
@@ -174,7 +183,8 @@ def insight_data(insight: Insight) -> dict[str, Any]:
 # -- the toolbox ----------------------------------------------------------------------------------
 
 ASK_USER = "ask_user"
-DEFAULT_APPROVAL = frozenset({"delete_note"})
+DEFAULT_APPROVAL = frozenset({"delete_note", "run_on_node"})
+RUN_ON_NODE = "run_on_node"
 
 SPECS: dict[str, ToolSpec] = {
     spec.name: spec
@@ -237,6 +247,21 @@ SPECS: dict[str, ToolSpec] = {
         ),
         documents.SPEC,
         *REMINDER_SPECS,
+        ToolSpec(
+            RUN_ON_NODE,
+            "Run a command on one of the user's nodes (their own machines), named by the "
+            "node's name or id; the command must be one of the node's scopes.",
+            {
+                "type": "object",
+                "properties": {
+                    "node": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "command": {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{1,64}$"},
+                    "params": {"type": "object"},
+                },
+                "required": ["node", "command"],
+                "additionalProperties": False,
+            },
+        ),
         ToolSpec(
             ASK_USER,
             "Ask the user a question and wait for the answer; with options, the answer is "
@@ -304,8 +329,10 @@ class Toolbox:
         store: Store,
         insights: InsightSink | None = None,
         reminders: ReminderTools | None = None,
+        nodes: NodeRunner | None = None,
     ) -> None:
         self._store = store
+        self._nodes = nodes
         self._insights = insights or StoredInsights(store)  # type: ignore[arg-type]
         self._tools: dict[str, Callable[..., Awaitable[Any]]] = {
             "current_time": self._current_time,
@@ -315,6 +342,7 @@ class Toolbox:
             "delete_note": self._delete_note,
             "add_insight": self._add_insight,
             documents.NAME: self._search_documents,
+            RUN_ON_NODE: self._run_on_node,
         }
         reminders = reminders or ReminderTools(store)  # type: ignore[arg-type]  # SqlStore is both
         self._tools |= {
@@ -363,6 +391,13 @@ class Toolbox:
         if not title.strip() or not body.strip():
             raise ToolError("An insight card needs a title and a body that are not blank.")
         return insight_data(await self._insights.add(owner, title, body))
+
+    async def _run_on_node(
+        self, owner: Owner, node: str, command: str, params: dict[str, Any] | None = None
+    ) -> Any:
+        if self._nodes is None:
+            raise ToolError("This server runs no commands on nodes.")
+        return await self._nodes.run_on_node(owner, node, command, params or {})
 
     async def _search_documents(
         self, owner: Owner, query: str, limit: int = documents.DEFAULT_LIMIT

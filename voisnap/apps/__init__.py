@@ -17,6 +17,7 @@ from ..agents.runtime import Leases, RequestTimeouts, TaskRuntime
 from ..agents.tools import Toolbox
 from ..clock import SystemClock
 from ..config import Settings
+from ..nodes import Nodes, NodeSignals
 from ..server.factory import create_server
 from ..server.hub_server import HubServer
 from ..storage.base import Store
@@ -27,6 +28,8 @@ from .chat.signals import BackplaneTaskSignals
 from .discussion import DiscussionFace, DiscussionHub, DiscussionRest, Runs
 from .documents import DocumentsRest, Indexer
 from .faces import Faces
+from .nodes import NodeGate, NodeHub, NodesRest, NotifiedPresence
+from .nodes.tool import NodeTool
 from .notifications import (
     Insights,
     LicenseWatch,
@@ -74,6 +77,17 @@ def create_product(settings: Settings) -> HubServer:
         DiscussionFace(discussion.router),
         WorkflowFace(store, notifications),
     )
+    clock = SystemClock()
+    nodes = Nodes(
+        store,
+        server.authority,
+        NodeSignals(server.cluster),
+        NotifiedPresence(notifications),
+        clock,
+        settings.node_heartbeat_interval,
+    )
+    server.mount("/hubs/node", NodeHub, services=nodes)
+    server.principal_checks.append(NodeGate(nodes, "/hubs/node"))
     zones = UserZones()  # the chat hub fills it, the reminder tools read it
     runtime = TaskRuntime(
         store,
@@ -86,7 +100,7 @@ def create_product(settings: Settings) -> HubServer:
         signals=BackplaneTaskSignals(server.cluster),
         timeouts=RequestTimeouts(settings.approval_timeout, settings.info_request_timeout),
         max_steps=settings.agent_max_steps,
-        toolbox=Toolbox(store, insights, ReminderTools(store, zones)),
+        toolbox=Toolbox(store, insights, ReminderTools(store, zones), NodeTool(nodes)),
     )
     chat.services = ChatServices(
         store=store, agents=agents, runtime=runtime, events=faces, zones=zones
@@ -95,13 +109,14 @@ def create_product(settings: Settings) -> HubServer:
     runs = discussion.services = Runs(store, agents, runtime, faces)
     server.add_service(partial(keep_open, store))
     server.add_service(runtime.run)
+    server.add_service(nodes.run)
     server.add_service(license_watch.run)
     server.readiness_checks["store"] = store.ping
     server.add_routes(ChatRest(store).routes())
     server.add_routes(ApprovalsRest(store, runtime.decisions).routes())
     server.add_routes(DiscussionRest(runs).routes())
     server.add_routes(NotificationsRest(store, notifications, insights).routes())
-    clock = SystemClock()
+    server.add_routes(NodesRest(nodes).routes())
     file_schedules = None
     if settings.schedules_file is not None:  # a file that cannot be used stops the start
         file_schedules = load_schedules_file(settings.schedules_file, agents, clock.now())

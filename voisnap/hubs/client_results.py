@@ -28,6 +28,14 @@ class ClientResultError(HubError):
     A ``HubError``, so its text reaches the hub method's own caller."""
 
 
+class ClientResultTimeout(ClientResultError):
+    """No answer in time: the client may still be working on it."""
+
+
+class ClientLeft(ClientResultError):
+    """The connection closed before the client answered."""
+
+
 @attrs.define
 class _Waiter:
     done: trio.Event = attrs.Factory(trio.Event)
@@ -58,9 +66,9 @@ class ClientResults:
         finally:
             del self._waiting[invocation_id]
         if waiter.failure is not None:
-            raise ClientResultError(waiter.failure)
+            raise ClientLeft(waiter.failure)
         if waiter.completion is None:
-            raise ClientResultError("Invocation canceled by the server.")
+            raise ClientResultTimeout("Invocation canceled by the server.")
         if waiter.completion.error is not None:
             raise ClientResultError(waiter.completion.error)
         return waiter.completion.result

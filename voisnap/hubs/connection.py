@@ -72,7 +72,7 @@ from ..transports.base import Transport
 from ..transports.frames import Frame, Wire, wire_for
 from ..transports.outbox import Lag
 from . import closing
-from .client_results import ClientResultError, ClientResults
+from .client_results import ClientLeft, ClientResultError, ClientResults
 from .closing import (  # noqa: F401  (the texts, for those who import them from here)
     CLOSED_WITH_ERROR,
     HANDSHAKE_CANCELED,
@@ -497,7 +497,7 @@ class HubConnection:
 
     async def invoke_client(self, target: str, arguments: tuple[Any, ...], timeout: float) -> Any:
         if self.state in (CLOSING, CLOSED):
-            raise ClientResultError(f"Connection '{self.connection_id}' disconnected.")
+            raise ClientLeft(f"Connection '{self.connection_id}' disconnected.")
         if not self._reading:
             raise ClientResultError(
                 "Client results inside OnConnectedAsync Hub methods are not allowed."

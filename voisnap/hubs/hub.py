@@ -42,9 +42,10 @@ class HubCallerContext:
     """Per-connection state that outlives one invocation."""
     _request_close: Callable[[CloseMessage], None]
 
-    def abort(self) -> None:
-        """Close the caller's connection (ASP.NET's ``Context.Abort()``)."""
-        self._request_close(CloseMessage())
+    def abort(self, error: str | None = None) -> None:
+        """Close the caller's connection (ASP.NET's ``Context.Abort()``); the
+        Close message carries ``error``, if given, and no ``allowReconnect``."""
+        self._request_close(CloseMessage(error=error))
 
 
 class ClientProxy:

@@ -79,6 +79,13 @@ def tasks_channel() -> str:
     return _join("tasks")
 
 
+def machines_channel() -> str:
+    """Every process's node dispatch (docs/hubs/node.md): commands waiting for a
+    user's machine, outcomes, scope changes, revocations. ("Node" here means a
+    process, so a user's nodes are called machines in the backplane's names.)"""
+    return _join("machines")
+
+
 def nodes_key() -> str:
     return _join("presence", "nodes")
 

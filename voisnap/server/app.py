@@ -154,6 +154,7 @@ class VoisnapApp:
             raise HttpError(405, "Method Not Allowed")
         route, params = found
         principal = self.hubs.authenticate(headers, query)
+        await self.hubs.admit_principal(path, principal)
         try:
             status, document = await route.handler(
                 RestRequest(principal, params, query, received, headers.get("content-type", ""))

@@ -71,6 +71,8 @@ log = logging.getLogger(__name__)
 
 
 Service = Callable[..., Awaitable[None]]
+PrincipalCheck = Callable[[str, Principal], Awaitable[None]]
+"""``check(path, principal)``: raises ``HttpError`` if ``principal`` may not use ``path``."""
 
 
 SOMEWHERE = "?"
@@ -124,6 +126,9 @@ class HubServer:
         """What the apps depend on (the store), checked by ``GET /readyz``."""
         self.routes: list[Route] = []
         """REST routes of the apps (``server.routes``)."""
+        self.principal_checks: list[PrincipalCheck] = []
+        """The apps' own say on who may use a path (a hub or a REST route), after
+        the token was verified: each raises ``HttpError`` to refuse."""
         self._hub_transports = parse_hub_transports(settings.hub_transports)
         self._idle = trio.Event()
         self._idle.set()
@@ -161,6 +166,11 @@ class HubServer:
         if origin is not None and origin not in self.settings.cors_origins:
             raise HttpError(403, f"Origin '{origin}' is not allowed.")
 
+    async def admit_principal(self, path: str, principal: Principal) -> None:
+        """The apps' checks (``principal_checks``) of who may use ``path``."""
+        for check in self.principal_checks:
+            await check(path, principal)
+
     def authenticate(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Principal:
         token = token_from(headers, query)
         if token is None:
@@ -178,6 +188,7 @@ class HubServer:
         """TransportProtocols.md, "POST [endpoint-base]/negotiate"."""
         endpoint = self._endpoint_or_404(path)
         principal = self.authenticate(headers, query)
+        await self.admit_principal(endpoint.path, principal)
         version = _negotiate_version(query.get("negotiateVersion"))
         if isinstance(version, str):
             return {"error": version}
@@ -216,6 +227,7 @@ class HubServer:
             )
         self.check_origin(headers)
         principal = self.authenticate(headers, query)
+        await self.admit_principal(endpoint.path, principal)
         token = query.get("id")
         if not token:
             if transport_type is not TransportType.WEB_SOCKETS:

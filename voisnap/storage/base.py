@@ -706,3 +706,149 @@ class ScheduleStore(Protocol):
         self, owner: Owner, schedule_id: str, *, limit: int
     ) -> list[WorkflowRun]:
         """Newest slot first."""
+
+
+# -- nodes: a user's own machines, and the commands sent to them (docs/hubs/node.md) ------------
+
+ONLINE, OFFLINE = "online", "offline"
+# A command's life: waiting to be delivered, delivered, promised later, then one outcome.
+COMMAND_QUEUED, COMMAND_SENT, COMMAND_ACCEPTED = "queued", "sent", "accepted"
+COMMAND_SUCCEEDED, COMMAND_FAILED, COMMAND_TIMED_OUT = "succeeded", "failed", "timedOut"
+COMMAND_OPEN = (COMMAND_QUEUED, COMMAND_SENT, COMMAND_ACCEPTED)
+POLLED = "poll"
+"""``delivered_via`` of a command handed out by a poll (else a hub connection's id)."""
+
+
+@attrs.frozen
+class Node:
+    """A machine of ``owner``'s that runs commands: its ``scopes`` are the commands
+    it may run. ``connection_id`` is the hub connection its presence rides on
+    (None while it polls); ``presence_until`` when it is offline unless it is
+    heard from again."""
+
+    node_id: str
+    owner: Owner
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime.datetime
+    status: str = OFFLINE
+    acknowledged_scopes: tuple[str, ...] | None = None
+    revoked_at: datetime.datetime | None = None
+    transport: str | None = None
+    connection_id: str | None = None
+    last_heartbeat: datetime.datetime | None = None
+    presence_until: datetime.datetime | None = None
+    uptime: float | None = None
+
+
+@attrs.frozen
+class NodeCommand:
+    """One command for a node, from the request to its one recorded outcome."""
+
+    command_id: str
+    node_id: str
+    owner: Owner
+    command: str
+    params: Any
+    status: str
+    queued: bool
+    timeout_seconds: float
+    deadline: datetime.datetime
+    created_at: datetime.datetime
+    result: Any = None
+    error: str | None = None
+    delivered_via: str | None = None
+    deliveries: int = 0
+    sent_at: datetime.datetime | None = None
+    completed_at: datetime.datetime | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in COMMAND_OPEN
+
+
+@attrs.frozen
+class Presence:
+    """How a node was heard from: its hub connection (``connection_id``) or a poll."""
+
+    transport: str
+    connection_id: str | None
+    at: datetime.datetime
+    until: datetime.datetime
+    uptime: float | None = None
+
+
+class NodeStore(Protocol):
+    """The nodes part of ``Store`` (``storage.sql_nodes``). Every change that
+    others act on (online, offline, an outcome) is one conditional update, so
+    that of several processes exactly one sees it happen."""
+
+    async def add_node(self, node: Node) -> None:
+        """StoreError if the owner has a node (not revoked) of that name."""
+
+    async def get_node(self, node_id: str) -> Node | None:
+        """Any node, revoked or not (the caller checks the owner)."""
+
+    async def list_nodes(self, owner: Owner) -> list[Node]:
+        """The owner's nodes that are not revoked, oldest first."""
+
+    async def set_node_scopes(
+        self, node_id: str, scopes: tuple[str, ...] | None = None, *, acknowledged: bool = False
+    ) -> Node | None:
+        """The scopes (or, ``acknowledged``, those the node says it has); None if revoked."""
+
+    async def revoke_node(self, node_id: str, now: datetime.datetime) -> tuple[Node, bool] | None:
+        """Revoke; the node and whether it was online. None if revoked already."""
+
+    async def node_heard(self, node_id: str, presence: Presence) -> tuple[Node, bool] | None:
+        """The node is online until ``presence.until``; the node and whether it
+        came online now. None if it is revoked or unknown."""
+
+    async def node_disconnected(self, node_id: str, connection_id: str) -> Node | None:
+        """Offline, if its presence rode on ``connection_id``: the node then, else None."""
+
+    async def expire_presence(self, now: datetime.datetime) -> list[Node]:
+        """Every node whose presence lapsed, now offline (each returned once, anywhere)."""
+
+    async def add_command(self, command: NodeCommand) -> None: ...
+
+    async def get_command(self, command_id: str) -> NodeCommand | None: ...
+
+    async def list_commands(self, node_id: str, *, limit: int) -> list[NodeCommand]:
+        """Newest first."""
+
+    async def claim_commands(
+        self, node_id: str, via: str, now: datetime.datetime, *, limit: int
+    ) -> list[NodeCommand]:
+        """The node's queued commands still in time, oldest first, now ``sent`` by ``via``."""
+
+    async def accept_command(self, command_id: str, via: str) -> bool:
+        """sent -> accepted: the node will answer later."""
+
+    async def finish_command(
+        self,
+        command_id: str,
+        node_id: str,
+        status: str,
+        now: datetime.datetime,
+        *,
+        result: Any = None,
+        error: str | None = None,
+    ) -> NodeCommand | None:
+        """Record the outcome if the command is still open; None if it is not
+        (unknown, another node's, or answered already): nothing changes then."""
+
+    async def release_commands(
+        self, node_id: str, via: str | None, now: datetime.datetime, *, fail_unqueued: bool
+    ) -> list[NodeCommand]:
+        """The open commands delivered by ``via`` (None: by any way): queued ones
+        wait again; the others fail ("node disconnected") if ``fail_unqueued``.
+        The ones this call failed."""
+
+    async def fail_open_commands(
+        self, node_id: str, error: str, now: datetime.datetime
+    ) -> list[NodeCommand]:
+        """Fail every open command of the node with ``error``; the ones this call failed."""
+
+    async def expire_commands(self, now: datetime.datetime) -> list[NodeCommand]:
+        """Every open command past its deadline, now ``timedOut`` (each returned once)."""

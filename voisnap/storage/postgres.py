@@ -298,7 +298,53 @@ MIGRATIONS: tuple[str, ...] = (
         ADD COLUMN search tsvector GENERATED ALWAYS AS (to_tsvector('english', content)) STORED;
     CREATE INDEX document_chunks_search ON document_chunks USING GIN (search);
     """,
+    # 6: a user's nodes (their own machines) and the commands sent to them (docs/hubs/node.md)
+    """
+    CREATE TABLE nodes (
+        node_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        acknowledged_scopes TEXT,
+        created_at TIMESTAMPTZ NOT NULL,
+        revoked_at TIMESTAMPTZ,
+        status TEXT NOT NULL,
+        transport TEXT,
+        connection_id TEXT,
+        last_heartbeat TIMESTAMPTZ,
+        presence_until TIMESTAMPTZ,
+        uptime DOUBLE PRECISION
+    );
+    CREATE INDEX nodes_by_owner ON nodes (tenant_id, user_id, created_at);
+    CREATE INDEX nodes_by_presence ON nodes (status, presence_until);
+    CREATE UNIQUE INDEX nodes_by_name ON nodes (tenant_id, user_id, name) WHERE revoked_at IS NULL;
+    CREATE TABLE node_commands (
+        command_id TEXT PRIMARY KEY,
+        node_id TEXT NOT NULL REFERENCES nodes (node_id),
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        command TEXT NOT NULL,
+        params TEXT NOT NULL,
+        status TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        queued BOOLEAN NOT NULL,
+        timeout_seconds DOUBLE PRECISION NOT NULL,
+        deadline TIMESTAMPTZ NOT NULL,
+        delivered_via TEXT,
+        deliveries INTEGER NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        sent_at TIMESTAMPTZ,
+        completed_at TIMESTAMPTZ
+    );
+    CREATE INDEX node_commands_by_node ON node_commands (node_id, created_at);
+    CREATE INDEX node_commands_waiting ON node_commands (node_id, status, created_at);
+    CREATE INDEX node_commands_by_deadline ON node_commands (status, deadline);
+    """,
 )
+
+
 class PostgresDialect:
     """Times as TIMESTAMPTZ and flags as BOOLEAN: psycopg converts both ways."""
 

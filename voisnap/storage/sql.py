@@ -26,6 +26,7 @@ from typing import Any, Protocol, TypeVar
 from .base import Accepted, Message, Note, Owner, Session, StoreError, Task, TaskState
 from .sql_discussions import DiscussionQueries
 from .sql_documents import DocumentQueries
+from .sql_nodes import NodeQueries
 from .sql_notifications import NotificationQueries
 from .sql_reminders import ReminderQueries
 from .sql_requests import RequestQueries
@@ -67,6 +68,7 @@ class Database(Protocol):
 
 class SqlStore(
     DocumentQueries,
+    NodeQueries,
     DiscussionQueries,
     RequestQueries,
     NotificationQueries,

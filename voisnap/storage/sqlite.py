@@ -284,7 +284,53 @@ MIGRATIONS: tuple[str, ...] = (
         tokenize = 'porter unicode61'
     );
     """,
+    # 6: a user's nodes (their own machines) and the commands sent to them (docs/hubs/node.md)
+    """
+    CREATE TABLE nodes (
+        node_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        acknowledged_scopes TEXT,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT,
+        status TEXT NOT NULL,
+        transport TEXT,
+        connection_id TEXT,
+        last_heartbeat TEXT,
+        presence_until TEXT,
+        uptime DOUBLE PRECISION
+    );
+    CREATE INDEX nodes_by_owner ON nodes (tenant_id, user_id, created_at);
+    CREATE INDEX nodes_by_presence ON nodes (status, presence_until);
+    CREATE UNIQUE INDEX nodes_by_name ON nodes (tenant_id, user_id, name) WHERE revoked_at IS NULL;
+    CREATE TABLE node_commands (
+        command_id TEXT PRIMARY KEY,
+        node_id TEXT NOT NULL REFERENCES nodes (node_id),
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        command TEXT NOT NULL,
+        params TEXT NOT NULL,
+        status TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        queued INTEGER NOT NULL,
+        timeout_seconds DOUBLE PRECISION NOT NULL,
+        deadline TEXT NOT NULL,
+        delivered_via TEXT,
+        deliveries INTEGER NOT NULL,
+        created_at TEXT NOT NULL,
+        sent_at TEXT,
+        completed_at TEXT
+    );
+    CREATE INDEX node_commands_by_node ON node_commands (node_id, created_at);
+    CREATE INDEX node_commands_waiting ON node_commands (node_id, status, created_at);
+    CREATE INDEX node_commands_by_deadline ON node_commands (status, deadline);
+    """,
 )
+
+
 class SqliteDialect:
     """Times as ISO-8601 text in UTC with microseconds (so that text order is
     time order), flags as 0 and 1."""

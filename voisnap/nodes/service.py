@@ -1,0 +1,461 @@
+"""Nodes: a user's machines, the commands sent to them, and their presence.
+
+docs/hubs/node.md is the contract; this is the one door to it. The REST
+routes, the node hub, the polling routes and the agent's ``run_on_node`` tool
+are faces of it, and none keeps state of its own: nodes and commands live in
+the store, so that any process may take a command, deliver it, record its
+outcome or notice a node has gone, and exactly one does each.
+
+How a command travels:
+
+1. ``dispatch`` checks the caller's node and the scope, stores the command
+   (``queued``) and says so (``NodeSignals``: every process hears it).
+2. A process that holds a hub connection of the node (a ``NodeLink``) claims
+   the node's queued commands (``queued`` -> ``sent``, one conditional update:
+   exactly one claimer) and invokes ``ExecuteCommand`` on the node, each in
+   its own task; a poll claims them the same way and hands them out.
+3. The node's answer, a later ``CommandResult`` or a polled result is recorded
+   by one conditional update from an open status (exactly one outcome), and
+   its waiters, wherever they are, are woken.
+4. ``dispatch`` returns the finished command; at its deadline it marks it timed out
+   (unless an outcome came first).
+
+A delivery that goes away (the hub connection closes, a polling node goes
+quiet) sends queued commands back to the queue for the next delivery, with
+the same ``commandId``; the others fail with "node disconnected".
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import uuid
+from typing import Any, Protocol
+
+import attrs
+import trio
+
+from ..clock import Clock
+from ..errors import HubError
+from ..failures import error_boundary
+from ..hubs.client_results import ClientLeft, ClientResultError, ClientResultTimeout
+from ..principal import Principal
+from ..server.auth import TokenAuthority
+from ..storage.base import (
+    COMMAND_FAILED,
+    COMMAND_QUEUED,
+    COMMAND_SUCCEEDED,
+    COMMAND_TIMED_OUT,
+    ONLINE,
+    POLLED,
+    Node,
+    NodeCommand,
+    NodeStore,
+    Owner,
+    Presence,
+)
+from .answers import Accepted, Invalid, Outcome, read_answer, read_outcome
+from .credentials import NodeError, node_id_of
+from .registration import register_node
+from .signals import NodeSignals
+from .wakeups import Wakeups
+
+log = logging.getLogger(__name__)
+
+RECHECK = 1.0
+"""Seconds a waiter waits for a signal before it reads the store itself."""
+CLAIM_LIMIT = 50
+DEFAULT_TIMEOUT = 30.0
+MAX_TIMEOUT = 3600.0
+MAX_POLL_WAIT = 60.0
+MISSED_HEARTBEATS = 2.5
+"""A node is offline this many heartbeat intervals after it was last heard from."""
+REVOKED = "This node's access has been revoked."
+WEBSOCKETS, POLLING = "websockets", "polling"
+
+
+class PresenceSink(Protocol):
+    """Who is told that a node came online or went offline (the notifications)."""
+
+    async def online(self, node: Node, at: datetime.datetime) -> None: ...
+
+    async def offline(self, node: Node, at: datetime.datetime) -> None: ...
+
+
+class NodeLink(Protocol):
+    """A node's hub connection on this process (``apps.nodes.hub``)."""
+
+    node_id: str
+    connection_id: str
+
+    async def invoke(self, method: str, payload: dict[str, Any], timeout: float) -> Any:
+        """A client result; ``ClientResultError`` (or a subclass) if none comes."""
+
+    async def send(self, method: str, payload: dict[str, Any]) -> None: ...
+
+    def close(self, error: str) -> None: ...
+
+
+@attrs.define(eq=False)
+class _Local:
+    """A link and its delivery task."""
+
+    link: NodeLink
+    wake: trio.Event = attrs.Factory(trio.Event)
+    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+
+
+class Nodes:
+    def __init__(
+        self,
+        store: NodeStore,
+        authority: TokenAuthority,
+        signals: NodeSignals,
+        presence: PresenceSink,
+        clock: Clock,
+        heartbeat_interval: float,
+    ) -> None:
+        self._store = store
+        self._authority = authority
+        self._signals = signals
+        self._presence = presence
+        self._clock = clock
+        self.heartbeat_interval = heartbeat_interval
+        self._links: dict[str, dict[str, _Local]] = {}  # node id -> connection id -> link
+        self._wakeups = Wakeups()
+        self._nursery: trio.Nursery | None = None
+
+    # -- the owner's side: registering, listing, scopes, revoking ---------------------------------
+
+    async def register(
+        self, owner: Owner, name: str, scopes: tuple[str, ...], ttl: float
+    ) -> tuple[Node, str]:
+        """A new node of ``owner``'s and its token; NodeError 409 for a name in use."""
+        return await register_node(
+            self._store, self._authority, owner, name, scopes, ttl=ttl, now=self._clock.now()
+        )
+
+    async def list(self, owner: Owner) -> list[Node]:
+        return await self._store.list_nodes(owner)
+
+    async def get(self, owner: Owner, node_id: str) -> Node:
+        """The owner's node, not revoked; NodeError 404 for any other."""
+        node = await self._store.get_node(node_id)
+        if node is None or node.owner != owner or node.revoked_at is not None:
+            raise NodeError(404, f"Node '{node_id}' does not exist.")
+        return node
+
+    async def set_scopes(self, owner: Owner, node_id: str, scopes: tuple[str, ...]) -> Node:
+        await self.get(owner, node_id)
+        node = await self._store.set_node_scopes(node_id, scopes)
+        if node is None:
+            raise NodeError(404, f"Node '{node_id}' does not exist.")
+        await self._signals.scopes_changed(node_id, scopes)
+        return node
+
+    async def revoke(self, owner: Owner, node_id: str) -> None:
+        await self.get(owner, node_id)
+        now = self._clock.now()
+        revoked = await self._store.revoke_node(node_id, now)
+        if revoked is None:
+            raise NodeError(404, f"Node '{node_id}' does not exist.")
+        node, was_online = revoked
+        await self._signals.revoked(node_id)
+        for command in await self._store.release_commands(node_id, None, now, fail_unqueued=True):
+            await self._signals.command_finished(command.command_id)
+        for command in await self._store.fail_open_commands(node_id, REVOKED, now):
+            await self._signals.command_finished(command.command_id)
+        if was_online:
+            await self._presence.offline(node, now)
+
+    async def is_admitted(self, principal: Principal) -> bool:
+        """The token is a node's, and its node is registered to the token's
+        user and tenant, and not revoked."""
+        node_id = node_id_of(principal)
+        if node_id is None:
+            return False
+        node = await self._store.get_node(node_id)
+        return (
+            node is not None
+            and node.revoked_at is None
+            and node.owner == Owner(principal.tenant_id, principal.user_id)
+        )
+
+    # -- dispatch ----------------------------------------------------------------------------------
+
+    async def dispatch(
+        self,
+        owner: Owner,
+        node_id: str,
+        command: str,
+        params: Any,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        queue: bool = False,
+    ) -> NodeCommand:
+        """Run ``command`` on the owner's node; the finished command (its
+        status says how it went). NodeError 404, 403 (scope), 409 (offline)."""
+        node = await self.get(owner, node_id)
+        if command not in node.scopes:
+            raise NodeError(403, f"The scope '{command}' is not granted to node '{node.name}'.")
+        if node.status != ONLINE and not queue:
+            raise NodeError(409, f"Node '{node.name}' is offline.")
+        now = self._clock.now()
+        pending = NodeCommand(
+            command_id="cmd_" + uuid.uuid4().hex,
+            node_id=node_id,
+            owner=owner,
+            command=command,
+            params=params,
+            status=COMMAND_QUEUED,
+            queued=queue,
+            timeout_seconds=timeout,
+            deadline=now + datetime.timedelta(seconds=timeout),
+            created_at=now,
+        )
+        await self._store.add_command(pending)
+        await self._signals.commands_waiting(node_id)
+        return await self._outcome(pending)
+
+    async def _outcome(self, pending: NodeCommand) -> NodeCommand:
+        command_id = pending.command_id
+        while True:
+            command = await self._store.get_command(command_id)
+            if command is None:  # cannot happen: commands are never deleted
+                raise NodeError(500, f"Command '{command_id}' was lost.")
+            if not command.is_open:
+                return command
+            left = (command.deadline - self._clock.now()).total_seconds()
+            if left <= 0:
+                timed_out = await self._finish(command, COMMAND_TIMED_OUT, error=None)
+                if timed_out is not None:
+                    return timed_out
+                continue  # an outcome came first: read it
+            await self._wakeups.wait(("command", command_id), min(left, RECHECK))
+
+    async def history(self, owner: Owner, node_id: str, limit: int) -> list[NodeCommand]:
+        await self.get(owner, node_id)
+        return await self._store.list_commands(node_id, limit=limit)
+
+    async def _finish(
+        self, command: NodeCommand, status: str, *, result: Any = None, error: str | None
+    ) -> NodeCommand | None:
+        if status == COMMAND_TIMED_OUT:
+            error = f"The node did not answer within {command.timeout_seconds:g} seconds."
+        finished = await self._store.finish_command(
+            command.command_id,
+            command.node_id,
+            status,
+            self._clock.now(),
+            result=result,
+            error=error,
+        )
+        if finished is not None:
+            await self._signals.command_finished(command.command_id)
+        return finished
+
+    # -- the node's side: results, heartbeats, scopes ----------------------------------------------
+
+    async def record_result(self, node_id: str, payload: Any) -> NodeCommand:
+        """``{commandId, ok, result?, error?}`` from the node. NodeError 404 for
+        a command that is not the node's, 409 for one answered already, 400 for
+        a malformed result: the recorded outcome never changes."""
+        command_id = payload.get("commandId") if isinstance(payload, dict) else None
+        if not isinstance(command_id, str):
+            raise NodeError(400, "A result needs a 'commandId'.")
+        outcome = read_outcome(payload)
+        if isinstance(outcome, Invalid):
+            raise NodeError(400, f"The result is not valid: {outcome.text}")
+        return await self._record(node_id, command_id, outcome)
+
+    async def _record(self, node_id: str, command_id: str, outcome: Outcome) -> NodeCommand:
+        command = await self._store.get_command(command_id)
+        if command is None or command.node_id != node_id:
+            raise NodeError(404, f"Command '{command_id}' is unknown.")
+        status = COMMAND_SUCCEEDED if outcome.ok else COMMAND_FAILED
+        finished = await self._finish(command, status, result=outcome.result, error=outcome.error)
+        if finished is None:
+            raise NodeError(409, f"Command '{command_id}' has been answered already.")
+        return finished
+
+    async def heard(
+        self, node_id: str, transport: str, connection_id: str | None, uptime: float | None
+    ) -> Node:
+        """The node is alive (connected, or a heartbeat). NodeError 401 if revoked."""
+        now = self._clock.now()
+        until = now + datetime.timedelta(seconds=self.heartbeat_interval * MISSED_HEARTBEATS)
+        seen = await self._store.node_heard(
+            node_id, Presence(transport, connection_id, now, until, uptime)
+        )
+        if seen is None:
+            raise NodeError(401, REVOKED)
+        node, came_online = seen
+        if came_online:
+            await self._presence.online(node, now)
+        return node
+
+    async def scopes_acknowledged(self, node_id: str, scopes: Any) -> None:
+        if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+            raise NodeError(400, "'scopes' must be a list of command names.")
+        await self._store.set_node_scopes(node_id, tuple(scopes), acknowledged=True)
+
+    # -- the hub path: links on this process -------------------------------------------------------
+
+    async def connected(self, link: NodeLink) -> None:
+        """A node connected to the hub here. Call it last in ``on_connected``:
+        its commands are delivered from a task that starts after it."""
+        try:
+            await self.heard(link.node_id, WEBSOCKETS, link.connection_id, None)
+        except NodeError:
+            link.close(REVOKED)
+            return
+        # Commands it was handed by polling and may have lost: again, here.
+        now = self._clock.now()
+        await self._store.release_commands(link.node_id, POLLED, now, fail_unqueued=False)
+        local = _Local(link)
+        self._links.setdefault(link.node_id, {})[link.connection_id] = local
+        assert self._nursery is not None, "run() the service first"
+        self._nursery.start_soon(self._deliver, local)
+        local.wake.set()
+
+    async def disconnected(self, node_id: str, connection_id: str) -> None:
+        links = self._links.get(node_id, {})
+        local = links.pop(connection_id, None)
+        if not links:
+            self._links.pop(node_id, None)
+        if local is not None:
+            local.scope.cancel()
+        now = self._clock.now()
+        failed = await self._store.release_commands(node_id, connection_id, now, fail_unqueued=True)
+        for command in failed:
+            await self._signals.command_finished(command.command_id)
+        offline = await self._store.node_disconnected(node_id, connection_id)
+        if offline is not None:
+            await self._presence.offline(offline, now)
+        # Queued commands it had went back to the queue: a poll may take them now.
+        await self._signals.commands_waiting(node_id)
+
+    async def _deliver(self, local: _Local) -> None:
+        """Claim the node's queued commands for this link whenever told to, and
+        run each in its own task; ends when the link goes."""
+        link = local.link
+        with local.scope:
+            async with trio.open_nursery() as running:
+                while True:
+                    await local.wake.wait()
+                    local.wake = trio.Event()
+                    with error_boundary(log, "delivering commands to a node"):
+                        claimed = await self._store.claim_commands(
+                            link.node_id, link.connection_id, self._clock.now(), limit=CLAIM_LIMIT
+                        )
+                        for command in claimed:
+                            running.start_soon(self._execute, link, command)
+                        if len(claimed) == CLAIM_LIMIT:
+                            local.wake.set()  # there may be more
+
+    async def _execute(self, link: NodeLink, command: NodeCommand) -> None:
+        payload = {
+            "commandId": command.command_id,
+            "command": command.command,
+            "params": command.params,
+        }
+        left = max(0.001, (command.deadline - self._clock.now()).total_seconds())
+        try:
+            answer = await link.invoke("ExecuteCommand", payload, left)
+        except (ClientLeft, ClientResultTimeout):
+            return  # ``disconnected`` releases it; the deadline times it out
+        except ClientResultError as error:  # the node threw: its error text
+            await self._finish(command, COMMAND_FAILED, error=str(error))
+            return
+        except HubError:
+            return  # the connection is gone from the router already
+        match read_answer(answer):
+            case Accepted():
+                await self._store.accept_command(command.command_id, link.connection_id)
+            case Outcome() as outcome:
+                status = COMMAND_SUCCEEDED if outcome.ok else COMMAND_FAILED
+                await self._finish(command, status, result=outcome.result, error=outcome.error)
+            case Invalid(text=text):
+                log.info("node %s answered ExecuteCommand with garbage", link.node_id)
+                await self._finish(command, COMMAND_FAILED, error=text)
+
+    # -- the polling path -------------------------------------------------------------------------
+
+    async def poll(self, node_id: str, wait: float) -> tuple[list[NodeCommand], tuple[str, ...]]:
+        """The node's waiting commands, handed out to it (at once, or when one
+        comes within ``wait`` seconds), and its scopes. NodeError 401 if revoked."""
+        deadline = trio.current_time() + min(max(wait, 0.0), MAX_POLL_WAIT)
+        while True:
+            node = await self._store.get_node(node_id)
+            if node is None or node.revoked_at is not None:
+                raise NodeError(401, REVOKED)
+            claimed = await self._store.claim_commands(
+                node_id, POLLED, self._clock.now(), limit=CLAIM_LIMIT
+            )
+            left = deadline - trio.current_time()
+            if claimed or left <= 0:
+                return claimed, node.scopes
+            await self._wakeups.wait(("node", node_id), min(left, RECHECK))
+
+    # -- what other processes (and this one) say: ``signals.SignalHandler`` -----------------------
+
+    def commands_waiting(self, node_id: str) -> None:
+        for local in self._links.get(node_id, {}).values():
+            local.wake.set()
+        self._wakeups.wake(("node", node_id))
+
+    def command_finished(self, command_id: str) -> None:
+        self._wakeups.wake(("command", command_id))
+
+    def scopes_changed(self, node_id: str, scopes: tuple[str, ...]) -> None:
+        for local in list(self._links.get(node_id, {}).values()):
+            self._soon(local.link.send, "RefreshScopes", {"scopes": list(scopes)})
+
+    def revoked(self, node_id: str) -> None:
+        for local in list(self._links.get(node_id, {}).values()):
+            self._soon(self._revoke_link, local.link)
+        self._wakeups.wake(("node", node_id))
+
+    async def _revoke_link(self, link: NodeLink) -> None:
+        with trio.move_on_after(RECHECK):
+            await link.send("RevokeAccess", {})
+        link.close(REVOKED)
+
+    def _soon(self, work: Any, *args: Any) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(_bounded, work, args)
+
+    # -- the service: signals, and the sweep ------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen to the other processes, and sweep every half heartbeat
+        interval: nodes whose presence lapsed go offline, commands past their
+        deadline time out, links look for commands a lost signal did not announce."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            await self._signals.listen(self)
+            task_status.started()
+            while True:
+                await trio.sleep(self.heartbeat_interval / 2)
+                with error_boundary(log, "the node sweep"):
+                    await self.sweep()
+
+    async def sweep(self) -> None:
+        now = self._clock.now()
+        for node in await self._store.expire_presence(now):
+            failed = await self._store.release_commands(node.node_id, None, now, fail_unqueued=True)
+            for command in failed:
+                await self._signals.command_finished(command.command_id)
+            await self._presence.offline(node, now)
+        for command in await self._store.expire_commands(now):
+            await self._signals.command_finished(command.command_id)
+        for links in self._links.values():
+            for local in links.values():
+                local.wake.set()
+
+
+async def _bounded(work: Any, args: tuple[Any, ...]) -> None:
+    """A signal's work for one link: its own error boundary, so that one link
+    that fails cannot stop the service."""
+    with error_boundary(log, "telling a node"):
+        await work(*args)
