@@ -129,3 +129,42 @@ async def test_nodes_across_processes_offline_is_announced_once(
     stored = (await http("GET", far, "/notifications", user)).json()
     offline = [n for n in stored if n["event"] == "NodeOffline"]
     assert sorted(n["payload"]["nodeId"] for n in offline) == sorted([quiet_id, later_id])
+
+
+async def test_nodes_across_processes_a_dead_process_leaves_its_node_offline_and_commands_settled(
+    cluster: Cluster, sides: tuple[ServerProcess, ServerProcess]
+) -> None:
+    """The process that holds the node's connection is killed outright (SIGKILL): nobody
+    hears the node any more, so its presence lapses and the other process marks it offline
+    (``NodeOffline`` once); the command it was running fails ("node disconnected"), and the
+    queued one waits for the node's next connection, where it is delivered again."""
+    near, far = sides
+    user = cluster.token("cy")
+    node_id, token = await register(far, user, "orphan", ["echo"])
+    with trio.fail_after(TIMEOUT):
+        async with (
+            open_hub_client(f"{far.ws_url}/hubs/notifications", token=user) as feed,
+            trio.open_nursery() as nursery,
+        ):
+            async with hand_node(near, token) as node:
+                await wait_for_status(far, user, node_id, "online")
+                plain = dispatch_soon(nursery, far, user, node_id, {"command": "echo"})
+                await node.next_invocation("ExecuteCommand")
+                queued = dispatch_soon(
+                    nursery, far, user, node_id, {"command": "echo", "queue": True}
+                )
+                second = await node.next_invocation("ExecuteCommand")
+                await trio.to_thread.run_sync(near.kill)
+            failed = await plain.result()
+            while True:
+                message = await feed.receive_message()
+                if message.get("target") == "NodeOffline":
+                    break
+            async with hand_node(far, token) as node:
+                again = await node.next_invocation("ExecuteCommand")
+                await node.answer(again, {"ok": True, "result": "after the crash"})
+                delivered = await queued.result()
+    assert failed.status_code == 502 and failed.json()["error"] == "node disconnected"
+    assert message["arguments"][0]["nodeId"] == node_id
+    assert again["arguments"][0]["commandId"] == second["arguments"][0]["commandId"]
+    assert delivered.status_code == 200 and delivered.json()["result"] == "after the crash"

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 import uuid
 from typing import Any, Protocol
 
@@ -70,6 +71,10 @@ MAX_TIMEOUT = 3600.0
 MAX_POLL_WAIT = 60.0
 MISSED_HEARTBEATS = 2.5
 """A node is offline this many heartbeat intervals after it was last heard from."""
+MAX_OPEN_COMMANDS = 1000
+"""Commands a node may have waiting or running; more are refused (429) until some end."""
+MAX_WAITING_POLLS = 4
+"""Polls of one node that may wait at once in one process; more are refused (429)."""
 REVOKED = "This node's access has been revoked."
 WEBSOCKETS, POLLING = "websockets", "polling"
 
@@ -123,6 +128,7 @@ class Nodes:
         self.heartbeat_interval = heartbeat_interval
         self._links: dict[str, dict[str, _Local]] = {}  # node id -> connection id -> link
         self._wakeups = Wakeups()
+        self._polls: dict[str, int] = {}  # node id -> its polls waiting here
         self._nursery: trio.Nursery | None = None
 
     # -- the owner's side: registering, listing, scopes, revoking ---------------------------------
@@ -200,6 +206,10 @@ class Nodes:
             raise NodeError(403, f"The scope '{command}' is not granted to node '{node.name}'.")
         if node.status != ONLINE and not queue:
             raise NodeError(409, f"Node '{node.name}' is offline.")
+        if await self._store.count_open_commands(node_id) >= MAX_OPEN_COMMANDS:
+            raise NodeError(
+                429, f"Node '{node.name}' has {MAX_OPEN_COMMANDS} commands waiting or running."
+            )
         now = self._clock.now()
         pending = NodeCommand(
             command_id="cmd_" + uuid.uuid4().hex,
@@ -282,6 +292,8 @@ class Nodes:
         self, node_id: str, transport: str, connection_id: str | None, uptime: float | None
     ) -> Node:
         """The node is alive (connected, or a heartbeat). NodeError 401 if revoked."""
+        if uptime is not None and not (math.isfinite(uptime) and uptime >= 0):
+            raise NodeError(400, "'uptime' must be a number of seconds, 0 or more.")
         now = self._clock.now()
         until = now + datetime.timedelta(seconds=self.heartbeat_interval * MISSED_HEARTBEATS)
         seen = await self._store.node_heard(
@@ -384,7 +396,18 @@ class Nodes:
     async def poll(self, node_id: str, wait: float) -> tuple[list[NodeCommand], tuple[str, ...]]:
         """The node's waiting commands, handed out to it (at once, or when one
         comes within ``wait`` seconds), and its scopes. NodeError 401 if revoked."""
-        deadline = trio.current_time() + min(max(wait, 0.0), MAX_POLL_WAIT)
+        if self._polls.get(node_id, 0) >= MAX_WAITING_POLLS:
+            raise NodeError(429, f"This node has {MAX_WAITING_POLLS} polls waiting already.")
+        self._polls[node_id] = self._polls.get(node_id, 0) + 1
+        try:
+            return await self._poll(node_id, min(max(wait, 0.0), MAX_POLL_WAIT))
+        finally:
+            self._polls[node_id] -= 1
+            if not self._polls[node_id]:
+                del self._polls[node_id]
+
+    async def _poll(self, node_id: str, wait: float) -> tuple[list[NodeCommand], tuple[str, ...]]:
+        deadline = trio.current_time() + wait
         while True:
             node = await self._store.get_node(node_id)
             if node is None or node.revoked_at is not None:

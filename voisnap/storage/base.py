@@ -812,6 +812,9 @@ class NodeStore(Protocol):
 
     async def add_command(self, command: NodeCommand) -> None: ...
 
+    async def count_open_commands(self, node_id: str) -> int:
+        """The node's commands that have no outcome yet."""
+
     async def get_command(self, command_id: str) -> NodeCommand | None: ...
 
     async def list_commands(self, node_id: str, *, limit: int) -> list[NodeCommand]:

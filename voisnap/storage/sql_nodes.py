@@ -239,6 +239,15 @@ class NodeQueries:
             )
         )
 
+    async def count_open_commands(self, node_id: str) -> int:
+        def work(db: Any) -> int:
+            return db.execute(
+                f"SELECT COUNT(*) FROM node_commands WHERE node_id = ? AND status IN ({OPEN})",
+                (node_id,),
+            ).fetchone()[0]
+
+        return await self._run(work)
+
     async def get_command(self, command_id: str) -> NodeCommand | None:
         return await self._run(lambda db: self._get_command(db, command_id))
 
