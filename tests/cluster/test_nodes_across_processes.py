@@ -20,7 +20,14 @@ import pytest
 import trio
 
 from tests.cluster.conftest import StartCluster
-from tests.nodes.support import dispatch_soon, hand_node, http, register, wait_for_status
+from tests.nodes.support import (
+    dispatch_soon,
+    hand_node,
+    http,
+    register,
+    wait_for_polls,
+    wait_for_status,
+)
 from tests.support.cluster import Cluster
 from tests.support.server import ServerProcess
 from tests.support.ws_client import CLOSE, open_hub_client
@@ -80,7 +87,7 @@ async def test_nodes_across_processes_dispatch_scopes_poll_and_revoke(
                 )
 
             nursery.start_soon(poll)
-            await trio.sleep(0.3)  # the poll is waiting; the command must wake it
+            await wait_for_polls(near)  # the poll is waiting: the command must wake it
             polled = dispatch_soon(nursery, far, user, poller_id, {"command": "echo"})
             while not polls:
                 await trio.sleep(0.02)

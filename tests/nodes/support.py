@@ -17,7 +17,13 @@ import httpx
 import trio
 
 from tests.support.server import ServerProcess
-from tests.support.ws_client import COMPLETION, INVOCATION, HubClient, open_hub_client
+from tests.support.ws_client import (
+    COMPLETION,
+    INVOCATION,
+    HubClient,
+    open_hub_client,
+    wait_for_stats,
+)
 
 HTTP_TIMEOUT = 60.0
 
@@ -60,6 +66,11 @@ async def wait_for_status(
         while (found := await node_status(server, user_token, node_id))["status"] != status:
             await trio.sleep(0.05)
     return found
+
+
+async def wait_for_polls(server: ServerProcess, count: int = 1) -> None:
+    """Until ``count`` node polls wait in the server (``GET /stats``: ``nodes.polls_waiting``)."""
+    await wait_for_stats(server.url, lambda stats: stats["nodes"]["polls_waiting"] >= count)
 
 
 class Dispatch:

@@ -16,10 +16,17 @@ import trio_websocket
 from tests.support.server import ServerProcess
 from tests.support.ws_client import CLOSE, COMPLETION, open_hub_client
 
-from .support import dispatch_soon, hand_node, http, node_status, register, wait_for_status
+from .support import (
+    dispatch_soon,
+    hand_node,
+    http,
+    node_status,
+    register,
+    wait_for_polls,
+    wait_for_status,
+)
 
 TIMEOUT = 30
-
 
 
 async def online_node(
@@ -279,7 +286,7 @@ async def test_node_hub_a_waiting_poll_of_a_revoked_node_answers_401(hub: Server
                 )
 
             nursery.start_soon(poll)
-            await trio.sleep(0.3)  # let the poll start waiting (it waits 25 s otherwise)
+            await wait_for_polls(hub)
             assert (await http("DELETE", hub, f"/api/nodes/{node_id}", user)).status_code == 204
     assert answers == [401]
 
@@ -389,7 +396,7 @@ async def test_node_hub_a_poll_waits_for_a_command_and_its_result_is_recorded_on
                 polled.append((await http("GET", hub, "/api/nodes/me/commands", token)).json())
 
             nursery.start_soon(poll)
-            await trio.sleep(0.2)  # the poll is waiting now; the command wakes it
+            await wait_for_polls(hub)  # the poll is waiting: the command must wake it
             pending = dispatch_soon(
                 nursery, hub, user, node_id, {"command": "echo", "params": {"a": 1}}
             )

@@ -27,7 +27,6 @@ TIMEOUT = 30
 TRANSPORTS = ["websockets", "polling"]
 
 
-
 class NodeProcess:
     """``voisnap node`` in a process of its own, stopped by the PID it was started with."""
 

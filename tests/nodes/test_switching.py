@@ -23,7 +23,6 @@ TIMEOUT = 40
 COMMANDS = 6
 
 
-
 async def test_switching_transports_mid_command_runs_each_command_once(
     hub: ServerProcess, tmp_path: Path
 ) -> None:

@@ -88,6 +88,7 @@ def create_product(settings: Settings) -> HubServer:
     )
     server.mount("/hubs/node", NodeHub, services=nodes)
     server.principal_checks.append(NodeGate(nodes, "/hubs/node"))
+    server.statistics_sources["nodes"] = nodes.statistics
     zones = UserZones()  # the chat hub fills it, the reminder tools read it
     runtime = TaskRuntime(
         store,

@@ -448,6 +448,14 @@ class Nodes:
         if self._nursery is not None:
             self._nursery.start_soon(_bounded, work, args)
 
+    def statistics(self) -> dict[str, int]:
+        """For ``GET /stats``: this process's node connections and waiting polls."""
+        return {
+            "connected": len(self._links),
+            "connections": sum(len(links) for links in self._links.values()),
+            "polls_waiting": sum(self._polls.values()),
+        }
+
     # -- the service: signals, and the sweep ------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

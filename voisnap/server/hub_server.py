@@ -126,6 +126,8 @@ class HubServer:
         """What the apps depend on (the store), checked by ``GET /readyz``."""
         self.routes: list[Route] = []
         """REST routes of the apps (``server.routes``)."""
+        self.statistics_sources: dict[str, Callable[[], Any]] = {}
+        """The apps' own counters, each under its name in ``GET /stats``."""
         self.principal_checks: list[PrincipalCheck] = []
         """The apps' own say on who may use a path (a hub or a REST route), after
         the token was verified: each raises ``HttpError`` to refuse."""
@@ -438,6 +440,7 @@ class HubServer:
                 path: attrs.asdict(endpoint.router.statistics())
                 for path, endpoint in self.endpoints.items()
             },
+            **{name: source() for name, source in self.statistics_sources.items()},
         }
 
 
