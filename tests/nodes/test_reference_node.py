@@ -20,7 +20,9 @@ import trio
 
 from tests.support.server import ServerProcess
 from tests.support.ws_client import open_hub_client
+from voisnap.node_client import NodeConfig, ReferenceNode
 
+from .conftest import NODE_SETTINGS
 from .support import http, node_status, register, wait_for_status
 
 TIMEOUT = 30
@@ -199,3 +201,36 @@ async def next_target(client: Any, target: str) -> dict[str, Any]:
         message = await client.receive_message()
         if message.get("target") == target:
             return message["arguments"][0]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_reference_node_reconnects_when_the_server_comes_back(
+    tmp_path: Path, root: Path, transport: str
+) -> None:
+    """The server stops and starts again (same port, same data): the node, backing off,
+    connects again by itself, and commands reach it."""
+    first = ServerProcess(tmp_path / "data", NODE_SETTINGS).start()
+    port = first.port
+    user = first.token("returning")
+    node_id, token = await register(first, user, "laptop", ["echo"])
+    config = NodeConfig(
+        url=first.url, token=token, transport=transport, root=root, heartbeat_interval=1,
+        backoff_delays=(0.0, 0.2), request_timeout=5, poll_wait=1,
+    )  # fmt: skip
+    second: ServerProcess | None = None
+    try:
+        with trio.fail_after(TIMEOUT):
+            async with trio.open_nursery() as nursery:
+                node: ReferenceNode = await nursery.start(ReferenceNode(config).run)
+                await node.wait_connected(1)
+                await trio.to_thread.run_sync(first.stop)
+                second = ServerProcess(tmp_path / "data", NODE_SETTINGS, port=port).start()
+                await node.wait_connected(2)
+                await wait_for_status(second, user, node_id, "online")
+                echo = await run(second, user, node_id, "echo", {"back": True})
+                nursery.cancel_scope.cancel()
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert echo.status_code == 200 and echo.json()["result"] == {"back": True}
