@@ -10,8 +10,8 @@ How a command travels:
 
 1. ``dispatch`` checks the caller's node and the scope, stores the command
    (``queued``) and says so (``NodeSignals``: every process hears it).
-2. A process that holds a hub connection of the node (a ``NodeLink``) claims
-   the node's queued commands (``queued`` -> ``sent``, one conditional update:
+2. A process that holds a hub connection of the node (a ``NodeLink``,
+   ``links``) claims the node's queued commands (``queued`` -> ``sent``, one conditional update:
    exactly one claimer) and invokes ``ExecuteCommand`` on the node, each in
    its own task; a poll claims them the same way and hands them out.
 3. The node's answer, a later ``CommandResult`` or a polled result is recorded
@@ -33,13 +33,10 @@ import math
 import uuid
 from typing import Any, Protocol
 
-import attrs
 import trio
 
 from ..clock import Clock
-from ..errors import HubError
 from ..failures import error_boundary
-from ..hubs.client_results import ClientLeft, ClientResultError, ClientResultTimeout
 from ..principal import Principal
 from ..server.auth import TokenAuthority
 from ..storage.base import (
@@ -55,8 +52,9 @@ from ..storage.base import (
     Owner,
     Presence,
 )
-from .answers import Accepted, Invalid, Outcome, read_answer, read_outcome
+from .answers import Invalid, Outcome, read_outcome
 from .credentials import NodeError, node_id_of
+from .links import REVOKED, Links, NodeLink
 from .registration import register_node
 from .signals import NodeSignals
 from .wakeups import Wakeups
@@ -66,6 +64,7 @@ log = logging.getLogger(__name__)
 RECHECK = 1.0
 """Seconds a waiter waits for a signal before it reads the store itself."""
 CLAIM_LIMIT = 50
+"""Commands one poll hands out at most."""
 DEFAULT_TIMEOUT = 30.0
 MAX_TIMEOUT = 3600.0
 MAX_POLL_WAIT = 60.0
@@ -75,7 +74,6 @@ MAX_OPEN_COMMANDS = 1000
 """Commands a node may have waiting or running; more are refused (429) until some end."""
 MAX_WAITING_POLLS = 4
 """Polls of one node that may wait at once in one process; more are refused (429)."""
-REVOKED = "This node's access has been revoked."
 WEBSOCKETS, POLLING = "websockets", "polling"
 
 
@@ -85,29 +83,6 @@ class PresenceSink(Protocol):
     async def online(self, node: Node, at: datetime.datetime) -> None: ...
 
     async def offline(self, node: Node, at: datetime.datetime) -> None: ...
-
-
-class NodeLink(Protocol):
-    """A node's hub connection on this process (``apps.nodes.hub``)."""
-
-    node_id: str
-    connection_id: str
-
-    async def invoke(self, method: str, payload: dict[str, Any], timeout: float) -> Any:
-        """A client result; ``ClientResultError`` (or a subclass) if none comes."""
-
-    async def send(self, method: str, payload: dict[str, Any]) -> None: ...
-
-    def close(self, error: str) -> None: ...
-
-
-@attrs.define(eq=False)
-class _Local:
-    """A link and its delivery task."""
-
-    link: NodeLink
-    wake: trio.Event = attrs.Factory(trio.Event)
-    scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
 
 
 class Nodes:
@@ -126,10 +101,9 @@ class Nodes:
         self._presence = presence
         self._clock = clock
         self.heartbeat_interval = heartbeat_interval
-        self._links: dict[str, dict[str, _Local]] = {}  # node id -> connection id -> link
+        self._links = Links(store, clock, self._finish)
         self._wakeups = Wakeups()
         self._polls: dict[str, int] = {}  # node id -> its polls waiting here
-        self._nursery: trio.Nursery | None = None
 
     # -- the owner's side: registering, listing, scopes, revoking ---------------------------------
 
@@ -324,19 +298,10 @@ class Nodes:
         # Commands it was handed by polling and may have lost: again, here.
         now = self._clock.now()
         await self._store.release_commands(link.node_id, POLLED, now, fail_unqueued=False)
-        local = _Local(link)
-        self._links.setdefault(link.node_id, {})[link.connection_id] = local
-        assert self._nursery is not None, "run() the service first"
-        self._nursery.start_soon(self._deliver, local)
-        local.wake.set()
+        self._links.add(link)
 
     async def disconnected(self, node_id: str, connection_id: str) -> None:
-        links = self._links.get(node_id, {})
-        local = links.pop(connection_id, None)
-        if not links:
-            self._links.pop(node_id, None)
-        if local is not None:
-            local.scope.cancel()
+        self._links.remove(node_id, connection_id)
         now = self._clock.now()
         failed = await self._store.release_commands(node_id, connection_id, now, fail_unqueued=True)
         for command in failed:
@@ -346,50 +311,6 @@ class Nodes:
             await self._presence.offline(offline, now)
         # Queued commands it had went back to the queue: a poll may take them now.
         await self._signals.commands_waiting(node_id)
-
-    async def _deliver(self, local: _Local) -> None:
-        """Claim the node's queued commands for this link whenever told to, and
-        run each in its own task; ends when the link goes."""
-        link = local.link
-        with local.scope:
-            async with trio.open_nursery() as running:
-                while True:
-                    await local.wake.wait()
-                    local.wake = trio.Event()
-                    with error_boundary(log, "delivering commands to a node"):
-                        claimed = await self._store.claim_commands(
-                            link.node_id, link.connection_id, self._clock.now(), limit=CLAIM_LIMIT
-                        )
-                        for command in claimed:
-                            running.start_soon(self._execute, link, command)
-                        if len(claimed) == CLAIM_LIMIT:
-                            local.wake.set()  # there may be more
-
-    async def _execute(self, link: NodeLink, command: NodeCommand) -> None:
-        payload = {
-            "commandId": command.command_id,
-            "command": command.command,
-            "params": command.params,
-        }
-        left = max(0.001, (command.deadline - self._clock.now()).total_seconds())
-        try:
-            answer = await link.invoke("ExecuteCommand", payload, left)
-        except (ClientLeft, ClientResultTimeout):
-            return  # ``disconnected`` releases it; the deadline times it out
-        except ClientResultError as error:  # the node threw: its error text
-            await self._finish(command, COMMAND_FAILED, error=str(error))
-            return
-        except HubError:
-            return  # the connection is gone from the router already
-        match read_answer(answer):
-            case Accepted():
-                await self._store.accept_command(command.command_id, link.connection_id)
-            case Outcome() as outcome:
-                status = COMMAND_SUCCEEDED if outcome.ok else COMMAND_FAILED
-                await self._finish(command, status, result=outcome.result, error=outcome.error)
-            case Invalid(text=text):
-                log.info("node %s answered ExecuteCommand with garbage", link.node_id)
-                await self._finish(command, COMMAND_FAILED, error=text)
 
     # -- the polling path -------------------------------------------------------------------------
 
@@ -423,38 +344,22 @@ class Nodes:
     # -- what other processes (and this one) say: ``signals.SignalHandler`` -----------------------
 
     def commands_waiting(self, node_id: str) -> None:
-        for local in self._links.get(node_id, {}).values():
-            local.wake.set()
+        self._links.wake(node_id)
         self._wakeups.wake(("node", node_id))
 
     def command_finished(self, command_id: str) -> None:
         self._wakeups.wake(("command", command_id))
 
     def scopes_changed(self, node_id: str, scopes: tuple[str, ...]) -> None:
-        for local in list(self._links.get(node_id, {}).values()):
-            self._soon(local.link.send, "RefreshScopes", {"scopes": list(scopes)})
+        self._links.refresh_scopes(node_id, scopes)
 
     def revoked(self, node_id: str) -> None:
-        for local in list(self._links.get(node_id, {}).values()):
-            self._soon(self._revoke_link, local.link)
+        self._links.revoke(node_id)
         self._wakeups.wake(("node", node_id))
-
-    async def _revoke_link(self, link: NodeLink) -> None:
-        with trio.move_on_after(RECHECK):
-            await link.send("RevokeAccess", {})
-        link.close(REVOKED)
-
-    def _soon(self, work: Any, *args: Any) -> None:
-        if self._nursery is not None:
-            self._nursery.start_soon(_bounded, work, args)
 
     def statistics(self) -> dict[str, int]:
         """For ``GET /stats``: this process's node connections and waiting polls."""
-        return {
-            "connected": len(self._links),
-            "connections": sum(len(links) for links in self._links.values()),
-            "polls_waiting": sum(self._polls.values()),
-        }
+        return {**self._links.statistics(), "polls_waiting": sum(self._polls.values())}
 
     # -- the service: signals, and the sweep ------------------------------------------------------
 
@@ -463,7 +368,7 @@ class Nodes:
         interval: nodes whose presence lapsed go offline, commands past their
         deadline time out, links look for commands a lost signal did not announce."""
         async with trio.open_nursery() as nursery:
-            self._nursery = nursery
+            self._links.attach(nursery)
             await self._signals.listen(self)
             task_status.started()
             while True:
@@ -480,13 +385,4 @@ class Nodes:
             await self._presence.offline(node, now)
         for command in await self._store.expire_commands(now):
             await self._signals.command_finished(command.command_id)
-        for links in self._links.values():
-            for local in links.values():
-                local.wake.set()
-
-
-async def _bounded(work: Any, args: tuple[Any, ...]) -> None:
-    """A signal's work for one link: its own error boundary, so that one link
-    that fails cannot stop the service."""
-    with error_boundary(log, "telling a node"):
-        await work(*args)
+        self._links.wake()

@@ -10,7 +10,7 @@ User tokens pay nothing for this: they are never looked up.
 from __future__ import annotations
 
 from ...nodes import Nodes, node_id_of
-from ...nodes.service import REVOKED
+from ...nodes.links import REVOKED
 from ...principal import Principal
 from ...server.http import HttpError
 from .rest import ME

@@ -31,7 +31,7 @@ class ScopesRequest:
 
 
 class HubLink:
-    """``nodes.service.NodeLink`` over the hub's own proxy for this connection."""
+    """``nodes.links.NodeLink`` over the hub's own proxy for this connection."""
 
     def __init__(self, caller: SingleClientProxy, context: HubCallerContext, node_id: str) -> None:
         self._caller = caller
