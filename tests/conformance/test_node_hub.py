@@ -24,7 +24,10 @@ from tests.support.server import ServerProcess
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     data = tmp_path_factory.mktemp("node-hub-js") / "data"
-    with ServerProcess(data, {**FAST_SETTINGS, "client_result_timeout": "30"}) as server:
+    # A long-polling node hears its Close at its next poll: give a loaded machine time
+    # for it (the shrunk 2 s of FAST_SETTINGS would be a race with the client's turnaround).
+    settings = {**FAST_SETTINGS, "client_result_timeout": "30", "shutdown_timeout": "10"}
+    with ServerProcess(data, settings) as server:
         yield server
 
 
