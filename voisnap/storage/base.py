@@ -72,6 +72,8 @@ class Message:
     created_at: datetime.datetime
     tool_calls: tuple[dict[str, Any], ...] | None = None
     task_id: str | None = None
+    spoken: bool = False
+    """The user said it (``StreamAudio``: its final transcript), rather than typed it."""
 
 
 @attrs.frozen
@@ -855,3 +857,29 @@ class NodeStore(Protocol):
 
     async def expire_commands(self, now: datetime.datetime) -> list[NodeCommand]:
         """Every open command past its deadline, now ``timedOut`` (each returned once)."""
+
+
+# -- voice: each user's listening preferences (docs/voice.md) ------------------------------------
+
+
+@attrs.frozen
+class VoicePreferences:
+    """How a user listens: the speech-to-text ``provider``, the default ``mode``
+    of ``StreamAudio`` (``Auto`` or ``Manual``) and the ``pause`` (seconds)
+    that ends an utterance in Auto mode."""
+
+    owner: Owner
+    provider: str
+    mode: str
+    pause: float
+    updated_at: datetime.datetime | None = None
+
+
+class VoiceStore(Protocol):
+    """The voice part of ``Store`` (``storage.sql_voice``)."""
+
+    async def get_voice_preferences(self, owner: Owner) -> VoicePreferences | None:
+        """None for a user who never saved any."""
+
+    async def put_voice_preferences(self, preferences: VoicePreferences) -> None:
+        """Save them (replacing the user's earlier ones)."""

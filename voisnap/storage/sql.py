@@ -31,6 +31,7 @@ from .sql_notifications import NotificationQueries
 from .sql_reminders import ReminderQueries
 from .sql_requests import RequestQueries
 from .sql_schedules import ScheduleQueries
+from .sql_voice import VoiceQueries
 
 T = TypeVar("T")
 
@@ -38,7 +39,8 @@ T = TypeVar("T")
 # this order, so every SELECT and INSERT names them through these constants.
 SESSION_COLUMNS = "session_id, tenant_id, user_id, title, created_at, updated_at"
 MESSAGE_COLUMNS = (
-    "message_id, session_id, tenant_id, user_id, role, content, tool_calls, task_id, created_at"
+    "message_id, session_id, tenant_id, user_id, role, content, tool_calls, task_id, created_at, "
+    "spoken"
 )
 TASK_COLUMNS = (
     "task_id, session_id, tenant_id, user_id, agent_id, message_id, state, is_streaming, "
@@ -74,6 +76,7 @@ class SqlStore(
     NotificationQueries,
     ReminderQueries,
     ScheduleQueries,
+    VoiceQueries,
 ):
     dialect: Dialect
 
@@ -519,6 +522,7 @@ class SqlStore(
                 tool_calls,
                 message.task_id,
                 self.dialect.time_in(message.created_at),
+                self.dialect.flag_in(message.spoken),
             ),
         )
 
@@ -533,6 +537,7 @@ class SqlStore(
             tool_calls=tool_calls,
             task_id=row[7],
             created_at=self.dialect.time_out(row[8]),
+            spoken=bool(row[9]),
         )
 
     def _get_message(self, db: Database, message_id: str) -> Message | None:

@@ -328,6 +328,19 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX node_commands_waiting ON node_commands (node_id, status, created_at);
     CREATE INDEX node_commands_by_deadline ON node_commands (status, deadline);
     """,
+    # 7: voice (docs/voice.md): messages that were spoken, and each user's listening preferences
+    """
+    ALTER TABLE messages ADD COLUMN spoken INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE voice_preferences (
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        pause DOUBLE PRECISION NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, user_id)
+    );
+    """,
 )
 
 

@@ -8,8 +8,6 @@ sessions a connection watches.
 
 from __future__ import annotations
 
-import uuid
-
 import attrs
 
 from ...agents.registry import AgentRegistry, UnknownAgent
@@ -18,24 +16,14 @@ from ...agents.runtime import RuntimeBusy, TaskRuntime
 from ...errors import HubError
 from ...hubs.hub import Hub
 from ...principal import zone_of
-from ...storage.base import (
-    Accepted,
-    Message,
-    Owner,
-    Session,
-    Store,
-    StoreError,
-    Task,
-    TaskState,
-    utc_now,
-)
+from ...storage.base import Owner, Store
 from .audience import legacy_group, session_group
 from .events import CancelTaskRequest, SendMessageRequest, SendMessageResult
+from .intake import Said, accept, announce
 from .notifier import ChatEvents
 
 MAX_ID = 128
 MAX_CONTENT = 16_000
-TITLE_LENGTH = 60
 SCOPED = "chat.joined-a-session"  # connection item: this client called JoinSession
 
 
@@ -47,15 +35,6 @@ class ChatServices:
     events: ChatEvents
     zones: UserZones = attrs.field(factory=UserZones)
     """Each user's time zone, for the reminder tools (docs/reminders.md)."""
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex}"
-
-
-def title_of(content: str) -> str:
-    words = " ".join(content.split())
-    return words if len(words) <= TITLE_LENGTH else words[: TITLE_LENGTH - 1] + "…"
 
 
 class ChatHub(Hub):
@@ -83,55 +62,24 @@ class ChatHub(Hub):
             await services.runtime.check_capacity()
         except (UnknownAgent, RuntimeBusy) as error:
             raise HubError(str(error)) from None
-        accepted = await self._accept(request)
+        said = Said(
+            owner=self.owner,
+            session_id=request.session_id,
+            agent_id=request.agent_id,
+            content=request.content,
+            is_streaming=request.is_streaming,
+            channel_id=request.channel_id,
+            client_message_id=request.message_id,
+        )
+        accepted = await accept(services, said)
         task = accepted.task
         result = SendMessageResult(task.task_id, task.session_id, task.message_id)
         if not accepted.created:
             return result  # a retry: the task exists and was announced already
         if accepted.session_created:
             await self.groups.add(self.context.connection_id, session_group(task.session_id))
-        await services.events.queued(task)
-        await services.runtime.submit(task)
-        session = await services.store.update_session(
-            self.owner, task.session_id, updated_at=task.created_at, title=None
-        )
-        if session is not None:
-            await services.events.session_updated(session)
+        await announce(services, self.owner, task)
         return result
-
-    async def _accept(self, request: SendMessageRequest) -> Accepted:
-        now = utc_now()
-        owner = self.owner
-        session_id = request.session_id or new_id("sess")
-        message = Message(
-            message_id=new_id("msg"),
-            session_id=session_id,
-            owner=owner,
-            role="user",
-            content=request.content,
-            created_at=now,
-        )
-        task = self.services.runtime.reserve(
-            Task(
-                task_id=new_id("task"),
-                session_id=session_id,
-                owner=owner,
-                agent_id=request.agent_id,
-                message_id=message.message_id,
-                state=TaskState.QUEUED,
-                created_at=now,
-                is_streaming=request.is_streaming,
-                channel_id=request.channel_id,
-                client_message_id=request.message_id,
-            )
-        )
-        session = Session(session_id, owner, title_of(request.content), now, now)
-        try:
-            return await self.services.store.accept_message(
-                session=session, message=message, task=task
-            )
-        except StoreError as error:
-            raise HubError(str(error)) from None
 
     async def cancel_task(self, request: CancelTaskRequest) -> None:
         """Cancel a queued or running task of the caller's; a finished one is left as it is."""

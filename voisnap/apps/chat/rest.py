@@ -43,6 +43,7 @@ class MessageView:
     created_at: datetime.datetime
     task_id: str | None
     tool_calls: list[dict[str, Any]] | None
+    spoken: bool
 
 
 @attrs.frozen
@@ -76,6 +77,7 @@ def message_view(message: Message) -> MessageView:
         message.created_at,
         message.task_id,
         tool_calls,
+        message.spoken,
     )
 
 
