@@ -132,7 +132,7 @@ def test_read_file_over_the_limit_names_the_limit(root: Path) -> None:
 
 
 def test_read_file_default_limit_is_one_mebibyte(root: Path) -> None:
-    assert READ_LIMIT == 1024 * 1024
+    assert READ_LIMIT == 16 * 1024
     (root / "big.txt").write_bytes(b"x" * (READ_LIMIT + 1))
     with pytest.raises(CommandError, match=f"limit of {READ_LIMIT} bytes"):
         read_file(root, "big.txt")

@@ -21,6 +21,7 @@ on the hub)" (docs/hubs/node.md, "Polling").
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -73,7 +74,7 @@ class CommandExecutor:
 
     async def _run(self, run: Run, params: Any) -> None:
         try:
-            outcome = Outcome.succeeded(await self._commands.run(run.command, params))
+            outcome = _sendable(Outcome.succeeded(await self._commands.run(run.command, params)))
         except CommandError as error:
             outcome = Outcome.failed(str(error))
         except Exception as error:
@@ -88,3 +89,20 @@ class CommandExecutor:
         # Wake every waiter of wait_unreported; later waiters wait for the next change.
         self._changed.set()
         self._changed = trio.Event()
+
+
+MAX_RESULT_BYTES = 24 * 1024
+"""The most a result may take as JSON: an answer travels in one hub message,
+which the gateway limits to 32 KiB by default (``--max-message-size``), with
+room for the Completion around it."""
+
+
+def _sendable(outcome: Outcome) -> Outcome:
+    """``outcome``, or a failure that says the result was too large to send:
+    a gateway closes a connection whose message is over its limit."""
+    size = len(json.dumps(outcome.result, separators=(",", ":"), default=str))
+    if size <= MAX_RESULT_BYTES:
+        return outcome
+    return Outcome.failed(
+        f"The result takes {size} bytes as JSON; one answer may take {MAX_RESULT_BYTES}."
+    )

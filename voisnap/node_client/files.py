@@ -22,8 +22,9 @@ from typing import Any
 
 from .errors import CommandError
 
-READ_LIMIT = 1024 * 1024
-"""``read_file``'s default and largest ``maxBytes``: 1 MiB."""
+READ_LIMIT = 16 * 1024
+"""``read_file``'s default and largest ``maxBytes``: 16 KiB, so that the file (base64 for
+binary content) fits in one answer to the gateway (``executor.MAX_RESULT_BYTES``)."""
 
 
 def confine(root: Path, path: str) -> Path:

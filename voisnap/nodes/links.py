@@ -19,8 +19,9 @@ import trio
 
 from ..clock import Clock
 from ..errors import HubError
-from ..failures import error_boundary
+from ..failures import error_boundary, report_unexpected
 from ..hubs.client_results import ClientLeft, ClientResultError, ClientResultTimeout
+from ..protocol.errors import EncodeError
 from ..storage.base import COMMAND_FAILED, COMMAND_SUCCEEDED, NodeCommand, NodeStore
 from .answers import Accepted, Invalid, Outcome, read_answer
 
@@ -87,6 +88,11 @@ class Links:
         if local is not None:
             local.scope.cancel()
 
+    def connection_of(self, node_id: str) -> str | None:
+        """A connection of the node on this process, if it has one."""
+        links = self._links.get(node_id)
+        return next(iter(links), None) if links else None
+
     def wake(self, node_id: str | None = None) -> None:
         """Look for the node's commands (every node's, for None)."""
         for local in self._locals(node_id):
@@ -133,6 +139,18 @@ class Links:
                             local.wake.set()  # there may be more
 
     async def _execute(self, link: NodeLink, command: NodeCommand) -> None:
+        """Deliver one command, in its own error boundary: whatever goes wrong
+        (a value the node's protocol cannot carry, a store that refuses)
+        fails this command, and nothing else."""
+        try:
+            await self._deliver_one(link, command)
+        except Exception as error:
+            report_unexpected(log, f"delivering command {command.command_id}", error)
+            with error_boundary(log, "failing a command that could not be delivered"):
+                text = f"The command could not be delivered to the node: {error}"
+                await self._finish(command, COMMAND_FAILED, error=text)
+
+    async def _deliver_one(self, link: NodeLink, command: NodeCommand) -> None:
         payload = {
             "commandId": command.command_id,
             "command": command.command,
@@ -145,6 +163,10 @@ class Links:
             return  # the link's end releases it; the deadline times it out
         except ClientResultError as error:  # the node threw: its error text
             await self._finish(command, COMMAND_FAILED, error=str(error))
+            return
+        except EncodeError as error:  # JSON took it; this node's protocol cannot carry it
+            text = f"The command cannot be sent in this node's hub protocol: {error}"
+            await self._finish(command, COMMAND_FAILED, error=text)
             return
         except HubError:
             return  # the connection is gone from the router already

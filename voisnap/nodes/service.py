@@ -28,6 +28,7 @@ the same ``commandId``; the others fail with "node disconnected".
 from __future__ import annotations
 
 import datetime
+import json
 import logging
 import math
 import uuid
@@ -52,7 +53,7 @@ from ..storage.base import (
     Owner,
     Presence,
 )
-from .answers import Invalid, Outcome, read_outcome
+from .answers import MAX_ERROR, Invalid, Outcome, read_outcome, storable_text
 from .credentials import NodeError, node_id_of
 from .links import REVOKED, Links, NodeLink
 from .registration import register_node
@@ -70,11 +71,40 @@ MAX_TIMEOUT = 3600.0
 MAX_POLL_WAIT = 60.0
 MISSED_HEARTBEATS = 2.5
 """A node is offline this many heartbeat intervals after it was last heard from."""
+MAX_PARAMS_BYTES = 16 * 1024
+MAX_PARAMS_DEPTH = 32
 MAX_OPEN_COMMANDS = 1000
 """Commands a node may have waiting or running; more are refused (429) until some end."""
 MAX_WAITING_POLLS = 4
 """Polls of one node that may wait at once in one process; more are refused (429)."""
 WEBSOCKETS, POLLING = "websockets", "polling"
+
+
+def check_params(params: Any) -> None:
+    """NodeError 400 unless ``params`` fit in an ``ExecuteCommand`` and in the
+    node's answer that may echo them: a hub message holds 32 KiB (by default)
+    nested 64 deep, and the invocation and the Completion wrap them in levels
+    and bytes of their own."""
+    try:
+        size = len(json.dumps(params, separators=(",", ":")))
+    except (TypeError, ValueError):
+        raise NodeError(400, "'params' must be JSON data.") from None
+    if size > MAX_PARAMS_BYTES:
+        raise NodeError(400, f"'params' may take {MAX_PARAMS_BYTES} bytes as JSON, not {size}.")
+    if _depth(params) > MAX_PARAMS_DEPTH:
+        raise NodeError(400, f"'params' may be nested {MAX_PARAMS_DEPTH} levels deep.")
+
+
+def _depth(value: Any) -> int:
+    """How deeply arrays and objects nest in ``value`` (a stack: no recursion)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, level + 1) for child in children)
+    return deepest
 
 
 class PresenceSink(Protocol):
@@ -175,6 +205,7 @@ class Nodes:
     ) -> NodeCommand:
         """Run ``command`` on the owner's node; the finished command (its
         status says how it went). NodeError 404, 403 (scope), 409 (offline)."""
+        check_params(params)
         node = await self.get(owner, node_id)
         if command not in node.scopes:
             raise NodeError(403, f"The scope '{command}' is not granted to node '{node.name}'.")
@@ -226,6 +257,8 @@ class Nodes:
     ) -> NodeCommand | None:
         if status == COMMAND_TIMED_OUT:
             error = f"The node did not answer within {command.timeout_seconds:g} seconds."
+        if error is not None:
+            error = storable_text(error)[:MAX_ERROR]
         finished = await self._store.finish_command(
             command.command_id,
             command.node_id,
@@ -247,7 +280,7 @@ class Nodes:
         command_id = payload.get("commandId") if isinstance(payload, dict) else None
         if not isinstance(command_id, str):
             raise NodeError(400, "A result needs a 'commandId'.")
-        outcome = read_outcome(payload)
+        outcome = read_outcome(payload, mend=False)
         if isinstance(outcome, Invalid):
             raise NodeError(400, f"The result is not valid: {outcome.text}")
         return await self._record(node_id, command_id, outcome)
@@ -266,8 +299,10 @@ class Nodes:
         self, node_id: str, transport: str, connection_id: str | None, uptime: float | None
     ) -> Node:
         """The node is alive (connected, or a heartbeat). NodeError 401 if revoked."""
-        if uptime is not None and not (math.isfinite(uptime) and uptime >= 0):
-            raise NodeError(400, "'uptime' must be a number of seconds, 0 or more.")
+        if uptime is not None:
+            uptime = float(uptime)  # an int too large for a database integer is a float too
+            if not (math.isfinite(uptime) and uptime >= 0):
+                raise NodeError(400, "'uptime' must be a number of seconds, 0 or more.")
         now = self._clock.now()
         until = now + datetime.timedelta(seconds=self.heartbeat_interval * MISSED_HEARTBEATS)
         seen = await self._store.node_heard(
@@ -306,7 +341,10 @@ class Nodes:
         failed = await self._store.release_commands(node_id, connection_id, now, fail_unqueued=True)
         for command in failed:
             await self._signals.command_finished(command.command_id)
-        offline = await self._store.node_disconnected(node_id, connection_id)
+        # Another connection of the node here (it reconnected before the old one
+        # closed) carries its presence on; else it is offline.
+        successor = self._links.connection_of(node_id)
+        offline = await self._store.node_disconnected(node_id, connection_id, successor)
         if offline is not None:
             await self._presence.offline(offline, now)
         # Queued commands it had went back to the queue: a poll may take them now.
@@ -336,10 +374,23 @@ class Nodes:
             claimed = await self._store.claim_commands(
                 node_id, POLLED, self._clock.now(), limit=CLAIM_LIMIT
             )
+            await self._keep_unless_cancelled(claimed)
             left = deadline - trio.current_time()
             if claimed or left <= 0:
                 return claimed, node.scopes
             await self._wakeups.wait(("node", node_id), min(left, RECHECK))
+
+    async def _keep_unless_cancelled(self, claimed: list[NodeCommand]) -> None:
+        """A claim runs to its end in its thread even when the poll is cancelled
+        meanwhile (its client went away): then the commands go back, undelivered."""
+        try:
+            await trio.lowlevel.checkpoint_if_cancelled()
+        except trio.Cancelled:
+            if claimed:
+                with trio.CancelScope(shield=True):
+                    await self._store.unclaim_commands([c.command_id for c in claimed], POLLED)
+                await self._signals.commands_waiting(claimed[0].node_id)
+            raise
 
     # -- what other processes (and this one) say: ``signals.SignalHandler`` -----------------------
 

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+import trio
 
 from ..asgi import Receive, Scope, Send
 from ..errors import ServiceUnavailable
@@ -44,6 +47,8 @@ from .request_body import REST_BODY_LIMIT, read_body
 from .routes import RestRequest, body_limit, match
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 PREFLIGHT_HEADERS = "authorization, content-type, x-requested-with, x-signalr-user-agent"
 
@@ -98,7 +103,10 @@ class VoisnapApp:
             if limit > REST_BODY_LIMIT:
                 self._admit_large_body(headers, scope["query_string"])
             received = await read_body(receive, headers, limit, self.settings.request_body_timeout)
-            status, content_type, body, extra = await self._route(scope, headers, received)
+            answer = await _until_disconnect(receive, self._route(scope, headers, received))
+            if answer is None:
+                return  # the client went away: nobody to answer
+            status, content_type, body, extra = answer
         except HttpError as error:
             status, content_type, body, extra = (
                 error.status,
@@ -176,7 +184,7 @@ class VoisnapApp:
             "text/plain",
             b"",
             [
-                ("access-control-allow-methods", "GET, POST, PATCH, DELETE, OPTIONS"),
+                ("access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS"),
                 ("access-control-allow-headers", requested),
                 ("access-control-max-age", "600"),
             ],
@@ -208,6 +216,29 @@ class VoisnapApp:
         if isinstance(admission, Elsewhere):
             return await self.hubs.relay.websocket(admission, transport)
         await self.hubs.serve(admission, transport)
+
+
+async def _until_disconnect(receive: Receive, work: Awaitable[T]) -> T | None:
+    """``work``'s result; None if the client goes away first, and then ``work``
+    is cancelled: a request that waits (a node's long poll, a dispatched
+    command) must not go on, or take anything, for a client that is gone."""
+    result: T | HttpError | None = None
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+        try:
+            result = await work
+        except HttpError as error:  # raised below, outside the nursery, as itself
+            result = error
+        nursery.cancel_scope.cancel()
+    if isinstance(result, HttpError):
+        raise result
+    return result
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
 
 
 class TrackedSend:

@@ -231,6 +231,9 @@ class Store(Protocol):
     async def get_task_by_id(self, task_id: str) -> Task | None:
         """For the runtime, which acts for the owner already."""
 
+    async def latest_session_task(self, owner: Owner, session_id: str) -> Task | None:
+        """The newest task of the owner's session, None for a session without one."""
+
     async def count_queued(self) -> int: ...
 
     async def claim_task(
@@ -806,8 +809,12 @@ class NodeStore(Protocol):
         """The node is online until ``presence.until``; the node and whether it
         came online now. None if it is revoked or unknown."""
 
-    async def node_disconnected(self, node_id: str, connection_id: str) -> Node | None:
-        """Offline, if its presence rode on ``connection_id``: the node then, else None."""
+    async def node_disconnected(
+        self, node_id: str, connection_id: str, successor: str | None = None
+    ) -> Node | None:
+        """Offline, if its presence rode on ``connection_id``: the node then, else
+        None. With a ``successor`` (another connection of the node), the presence
+        rides on that one instead, and the node stays online."""
 
     async def expire_presence(self, now: datetime.datetime) -> list[Node]:
         """Every node whose presence lapsed, now offline (each returned once, anywhere)."""
@@ -826,6 +833,9 @@ class NodeStore(Protocol):
         self, node_id: str, via: str, now: datetime.datetime, *, limit: int
     ) -> list[NodeCommand]:
         """The node's queued commands still in time, oldest first, now ``sent`` by ``via``."""
+
+    async def unclaim_commands(self, command_ids: list[str], via: str) -> None:
+        """sent by ``via`` -> queued again: they never reached the node."""
 
     async def accept_command(self, command_id: str, via: str) -> bool:
         """sent -> accepted: the node will answer later."""

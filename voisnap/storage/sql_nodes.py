@@ -152,8 +152,16 @@ class NodeQueries:
 
         return await self._run(work)
 
-    async def node_disconnected(self, node_id: str, connection_id: str) -> Node | None:
+    async def node_disconnected(
+        self, node_id: str, connection_id: str, successor: str | None = None
+    ) -> Node | None:
         def work(db: Any) -> Node | None:
+            if successor is not None:
+                db.execute(
+                    "UPDATE nodes SET connection_id = ? WHERE node_id = ? AND connection_id = ?",
+                    (successor, node_id, connection_id),
+                )
+                return None
             changed = db.execute(
                 "UPDATE nodes SET status = ?, transport = NULL, connection_id = NULL "
                 "WHERE node_id = ? AND connection_id = ? AND status = ?",
@@ -285,6 +293,18 @@ class NodeQueries:
             return claimed
 
         return await self._run(work)
+
+    async def unclaim_commands(self, command_ids: list[str], via: str) -> None:
+        def work(db: Any) -> None:
+            for command_id in command_ids:
+                db.execute(
+                    "UPDATE node_commands SET status = ?, delivered_via = NULL, "
+                    "deliveries = deliveries - 1, sent_at = NULL "
+                    "WHERE command_id = ? AND status = ? AND delivered_via = ?",
+                    (COMMAND_QUEUED, command_id, COMMAND_SENT, via),
+                )
+
+        await self._run(work)
 
     async def accept_command(self, command_id: str, via: str) -> bool:
         def work(db: Any) -> bool:

@@ -68,8 +68,10 @@ class NodesRest:
         return refused.answer
 
     async def list(self, request: RestRequest) -> tuple[int, Any]:
-        nodes = await self._nodes.list(_owner(request))
-        return 200, [unstructure(node_view(node)) for node in nodes]
+        with _refusal() as refused:
+            nodes = await self._nodes.list(_owner(request))
+            return 200, [unstructure(node_view(node)) for node in nodes]
+        return refused.answer
 
     async def get(self, request: RestRequest) -> tuple[int, Any]:
         with _refusal() as refused:
@@ -165,6 +167,10 @@ class NodesRest:
 
 
 def _owner(request: RestRequest) -> Owner:
+    """The owner who asks; a node's token is not an owner (403), whatever the
+    path looks like (``/api/nodes/me/commands`` is the owner's dispatch route too)."""
+    if node_id_of(request.principal) is not None:
+        raise NodeError(403, "A node's token may only be used on /hubs/node and /api/nodes/me/.")
     return Owner(request.principal.tenant_id, request.principal.user_id)
 
 
@@ -195,7 +201,7 @@ def _number(value: Any, name: str, default: float) -> float:
 def _integer(text: str | None, name: str, default: int, most: int) -> int:
     if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text) <= most:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= most:
         raise NodeError(400, f"'{name}' must be a whole number from 1 to {most}.")
     return int(text)
 
