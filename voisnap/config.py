@@ -148,6 +148,39 @@ class Settings:
         "seconds between heartbeat runs, which post the reminders that came due",
         validator=attrs.validators.gt(0),
     )
+    stt_provider: str = setting(
+        "sphinx",
+        "speech-to-text for StreamAudio: sphinx (offline, PocketSphinx) or openai",
+        validator=attrs.validators.in_(("sphinx", "openai")),
+    )
+    stt_workers: int = setting(
+        1,
+        "PocketSphinx decoder processes (each serves several streams)",
+        validator=attrs.validators.ge(1),
+    )
+    stt_streams_per_worker: int = setting(
+        4,
+        "voice streams one decoder process serves at once; beyond all of them: STT_BUSY",
+        validator=attrs.validators.ge(1),
+    )
+    stt_openai_url: str | None = setting(
+        None, "base URL of an OpenAI-compatible API for --stt-provider openai"
+    )
+    stt_openai_model: str = setting("whisper-1", "the transcription model of --stt-openai-url")
+    stt_openai_key: str | None = setting(None, "the API key of --stt-openai-url, if it needs one")
+    voice_pause: float = setting(
+        0.5,
+        "seconds of silence that end an utterance in Auto mode",
+        validator=attrs.validators.gt(0),
+    )
+    voice_max_chunk_bytes: int = setting(
+        16 * KIB,
+        "largest decoded audio chunk of StreamAudio, in bytes (16 KiB: half a second)",
+        validator=attrs.validators.gt(0),
+    )
+    voice_max_utterance: float = setting(
+        60.0, "longest utterance of StreamAudio, in seconds", validator=attrs.validators.gt(0)
+    )
     node_heartbeat_interval: float = setting(
         30.0,
         "seconds between a node's heartbeats; a node that misses two is offline",

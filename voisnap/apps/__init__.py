@@ -20,7 +20,7 @@ from ..config import Settings
 from ..nodes import Nodes, NodeSignals
 from ..server.factory import create_server
 from ..server.hub_server import HubServer
-from ..storage.base import Store
+from ..storage.base import Owner, Store, VoicePreferences
 from ..storage.sqlite import SqliteStore
 from .approvals import ApprovalsEvents, ApprovalsHub, ApprovalsRest
 from .chat import ChatEvents, ChatHub, ChatRest, ChatServices
@@ -48,6 +48,7 @@ from .schedules import (
     load_schedules_file,
 )
 from .tasks import TasksEvents, TasksHub
+from .voice import Listening, VoiceLimits, VoiceRest, providers_of
 
 DATABASE = "voisnap.db"
 
@@ -103,9 +104,22 @@ def create_product(settings: Settings) -> HubServer:
         max_steps=settings.agent_max_steps,
         toolbox=Toolbox(store, insights, ReminderTools(store, zones), NodeTool(nodes)),
     )
-    chat.services = ChatServices(
+    sphinx, providers = providers_of(settings)
+    voice_defaults = VoicePreferences(
+        Owner("", ""), settings.stt_provider, "Auto", settings.voice_pause
+    )
+    chat_services = chat.services = ChatServices(
         store=store, agents=agents, runtime=runtime, events=faces, zones=zones
     )
+    chat_services.listening = Listening(
+        chat_services,
+        providers,
+        voice_defaults,
+        VoiceLimits(settings.voice_max_chunk_bytes, settings.voice_max_utterance),
+    )
+    server.add_service(sphinx.run)
+    server.statistics_sources["voice"] = sphinx.statistics
+    server.add_routes(VoiceRest(store, voice_defaults).routes())
     approvals.services = runtime.decisions
     runs = discussion.services = Runs(store, agents, runtime, faces)
     server.add_service(partial(keep_open, store))

@@ -35,11 +35,16 @@ def methods_key(name: str) -> str:
     return name.replace("_", "").lower()
 
 
+REQUIRED = inspect.Parameter.empty
+
+
 @attrs.frozen
 class Parameter:
     name: str
     annotation: Any
     is_stream: bool
+    default: Any = REQUIRED
+    """The value when the client leaves the argument out (trailing ones only)."""
 
     @property
     def item_type(self) -> Any:
@@ -70,15 +75,20 @@ class HubMethod:
         the client only with detailed errors on.
         """
         expected = self.value_parameters
-        if len(arguments) != len(expected):
+        required = sum(1 for p in expected if p.default is REQUIRED)
+        # An argument with a default may be left out at the end (the seed's
+        # ``StreamAudio(sessionId, audioChunks, mode?)``); ASP.NET takes none.
+        if not required <= len(arguments) <= len(expected):
             raise BindingError(
                 f"Invocation provides {len(arguments)} argument(s) "
                 f"but target expects {len(expected)}."
             )
         try:
-            return [
-                structure(value, p.annotation) for value, p in zip(arguments, expected, strict=True)
+            given = [
+                structure(value, p.annotation)
+                for value, p in zip(arguments, expected[: len(arguments)], strict=True)
             ]
+            return given + [p.default for p in expected[len(arguments) :]]
         except BindingError as error:
             raise BindingError(
                 "Error binding arguments. Make sure that the types of the provided values "
@@ -112,6 +122,7 @@ def _describe(name: str, function: Callable[..., Any]) -> HubMethod:
             name=p.name,
             annotation=hints.get(p.name, Any),
             is_stream=typing.get_origin(hints.get(p.name)) in STREAM_ORIGINS,
+            default=p.default,
         )
         for p in list(signature.parameters.values())[1:]  # skip self
     )

@@ -236,6 +236,19 @@ class SqlStore(
 
         return await self._run(work)
 
+    async def latest_session_task(self, owner: Owner, session_id: str) -> Task | None:
+        """The newest task of the owner's session, None for a session without one."""
+
+        def work(db: Database) -> Task | None:
+            row = db.execute(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE tenant_id = ? AND user_id = ? "
+                "AND session_id = ? ORDER BY created_at DESC LIMIT 1",
+                (*_owned(owner), session_id),
+            ).fetchone()
+            return None if row is None else self._task(row)
+
+        return await self._run(work)
+
     async def count_queued(self) -> int:
         def work(db: Database) -> int:
             row = db.execute("SELECT COUNT(*) FROM tasks WHERE state = ?", ("queued",)).fetchone()

@@ -1,12 +1,15 @@
 """``/hubs/chat``: docs/hubs/chat.md, "Methods (client to server)" and "Session scoping".
 
 Client to server: ``SendMessage``, ``CancelTask``, ``JoinSession``,
-``LeaveSession``. Everything a message sets off happens in the task runtime
-(``agents.runtime``); this hub accepts, stores and queues, and manages which
-sessions a connection watches.
+``LeaveSession``, and ``StreamAudio`` (``apps.voice.listening``; docs/voice.md).
+Everything a message sets off happens in the task runtime (``agents.runtime``);
+this hub accepts, stores and queues, and manages which sessions a connection watches.
 """
 
 from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
 
 import attrs
 
@@ -17,6 +20,7 @@ from ...errors import HubError
 from ...hubs.hub import Hub
 from ...principal import zone_of
 from ...storage.base import Owner, Store
+from ..voice.listening import Listening
 from .audience import legacy_group, session_group
 from .events import CancelTaskRequest, SendMessageRequest, SendMessageResult
 from .intake import Said, accept, announce
@@ -35,6 +39,8 @@ class ChatServices:
     events: ChatEvents
     zones: UserZones = attrs.field(factory=UserZones)
     """Each user's time zone, for the reminder tools (docs/reminders.md)."""
+    listening: Listening | None = None
+    """``StreamAudio`` (docs/voice.md); None: this server takes no audio."""
 
 
 class ChatHub(Hub):
@@ -80,6 +86,17 @@ class ChatHub(Hub):
             await self.groups.add(self.context.connection_id, session_group(task.session_id))
         await announce(services, self.owner, task)
         return result
+
+    async def stream_audio(
+        self, session_id: str, audio_chunks: AsyncIterator[Any], mode: str | None = None
+    ) -> None:
+        """Speech in (base64 chunks of 16 kHz mono linear16 PCM), transcripts out
+        to this connection alone, each final one into the session as the user's
+        message (docs/voice.md)."""
+        listening = self.services.listening
+        if listening is None:
+            raise HubError("This server takes no audio.")
+        await listening.stream(self.clients.caller, self.owner, session_id, audio_chunks, mode)
 
     async def cancel_task(self, request: CancelTaskRequest) -> None:
         """Cancel a queued or running task of the caller's; a finished one is left as it is."""
