@@ -10,6 +10,7 @@
         # scale-out: 1 process, 1 process with Redis, 2 processes with Redis
     python -m bench chat --workers 2 --redis-url redis://... --database-url postgresql://...
         # chat: 1 process on SQLite beside 2 processes on Redis and PostgreSQL
+    python -m bench voice                     # N real-time StreamAudio streams (voisnap only)
 
 Every target runs the same scenario with the same Node load generator, one after
 the other, in one run. Results go to ``bench/results/<time>-<scenario>.json``
@@ -95,6 +96,8 @@ QUICK = {
 
 def main() -> None:
     arguments = _parser().parse_args()
+    if arguments.scenario == "voice":
+        return _voice(arguments.quick)
     scenarios = list(SCENARIOS) if arguments.scenario == "all" else [arguments.scenario]
     targets = arguments.targets.split(",")
     RESULTS.mkdir(exist_ok=True)
@@ -113,6 +116,18 @@ def main() -> None:
         plot(result, path.with_suffix(""))
         print(summarize(result))
         print(f"results: {path}")
+
+
+def _voice(quick: bool) -> None:
+    """Voice is voisnap's alone, and its load is speech, not the Node load generator."""
+    from .voice import run_voice, summarize_voice  # loads espeak-ng's and jiwer's parts
+
+    RESULTS.mkdir(exist_ok=True)
+    result = run_voice(quick)
+    path = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}-voice.json"
+    path.write_text(json.dumps(result, indent=2))
+    print(summarize_voice(result))
+    print(f"results: {path}")
 
 
 def _run(scenario: str, target: str, options: dict, arguments: argparse.Namespace) -> dict:
@@ -171,7 +186,7 @@ def _server(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("scenario", choices=[*SCENARIOS, "all"])
+    parser.add_argument("scenario", choices=[*SCENARIOS, "voice", "all"])
     parser.add_argument(
         "--targets",
         default="voisnap,websockets,socketio",

@@ -78,3 +78,20 @@ def test_bench_churn_quick_run_delivers_everything_while_clients_come_and_go() -
     assert outcome["timeline_max_ms"]
     assert path.with_name(path.stem + "-timeline.png").stat().st_size > 0
     assert path.with_name(path.stem + "-rss.png").stat().st_size > 0
+
+
+def test_bench_voice_quick_run_hears_every_sentence() -> None:
+    """Issue 16's voice scenario: real-time StreamAudio streams end to end; every final
+    transcript comes back and the figures are written (none of them is asserted)."""
+    before = set(RESULTS.glob("*-voice.json")) if RESULTS.exists() else set()
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "voice", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    [path] = set(RESULTS.glob("*-voice.json")) - before
+    result = json.loads(path.read_text())
+    assert result["real_time_factor"] > 0
+    for level in result["levels"]:
+        assert level["finals"] == level["expected_finals"] and not level["errors"], level
+        assert 0 <= level["wer"] <= 1

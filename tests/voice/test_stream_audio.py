@@ -41,7 +41,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
         "voice_max_utterance": str(MAX_UTTERANCE),
         "agent_token_delay": "0.001",
     }
-    with ServerProcess(tmp_path_factory.mktemp("voice") / "data", settings) as server:
+    directory = tmp_path_factory.mktemp("voice")
+    agents = directory / "agents.toml"
+    agents.write_text('[agents.helper]\nbackend = "builtin"\n')
+    args = ["--agents-file", str(agents)]
+    with ServerProcess(directory / "data", settings, args) as server:
         yield server
 
 
@@ -123,11 +127,11 @@ async def device(server: ServerProcess, token: str) -> AsyncIterator[Device]:
         nursery.cancel_scope.cancel()
 
 
-async def new_session(chat: Device, text: str = "hello") -> str:
+async def new_session(chat: Device, text: str = "hello", agent: str = "sophon") -> str:
     sent = await chat.call(
         "new-session",
         "SendMessage",
-        {"sessionId": None, "agentId": "sophon", "content": text, "channelId": "webchat",
+        {"sessionId": None, "agentId": agent, "content": text, "channelId": "webchat",
          "attachments": [], "isStreaming": True},
     )  # fmt: skip
     task_id = sent["result"]["taskId"]
@@ -313,3 +317,19 @@ async def test_voice_preferences_are_stored_and_used(
             done = await speaker.until(lambda: speaker.completions.get("pref"))
     assert "error" not in done, done
     assert len(speaker.of("VoiceFinalTranscript")) == 1
+
+
+async def test_stream_audio_is_answered_by_the_agent_of_the_sessions_latest_task(
+    hub: ServerProcess, speech: dict[str, bytes]
+) -> None:
+    user = hub.token("helped")
+    with trio.fail_after(TIMEOUT):
+        async with device(hub, user) as speaker:
+            session_id = await new_session(speaker, agent="helper")
+            await speaker.stream_audio(
+                "h1", session_id, chunks_of(speech[HOME]), "Manual", invocation_id="helped"
+            )
+            done = await speaker.until(lambda: speaker.completions.get("helped"))
+    tasks = (await rest(hub, "GET", "/tasks", user)).json()
+    assert "error" not in done, done
+    assert [task["agentId"] for task in tasks] == ["helper", "helper"]  # newest first
