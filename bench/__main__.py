@@ -10,7 +10,9 @@
         # scale-out: 1 process, 1 process with Redis, 2 processes with Redis
     python -m bench chat --workers 2 --redis-url redis://... --database-url postgresql://...
         # chat: 1 process on SQLite beside 2 processes on Redis and PostgreSQL
-    python -m bench voice                     # N real-time StreamAudio streams (voisnap only)
+    python -m bench voice                     # N real-time StreamAudio streams (voisnap only),
+                                              # then the VoiceHub's round trip
+    python -m bench voice --part call         # only the VoiceHub's round trip
 
 Every target runs the same scenario with the same Node load generator, one after
 the other, in one run. Results go to ``bench/results/<time>-<scenario>.json``
@@ -97,7 +99,7 @@ QUICK = {
 def main() -> None:
     arguments = _parser().parse_args()
     if arguments.scenario == "voice":
-        return _voice(arguments.quick)
+        return _voice(arguments.quick, arguments.part)
     scenarios = list(SCENARIOS) if arguments.scenario == "all" else [arguments.scenario]
     targets = arguments.targets.split(",")
     RESULTS.mkdir(exist_ok=True)
@@ -118,15 +120,28 @@ def main() -> None:
         print(f"results: {path}")
 
 
-def _voice(quick: bool) -> None:
-    """Voice is voisnap's alone, and its load is speech, not the Node load generator."""
+def _voice(quick: bool, part: str | None) -> None:
+    """Voice is voisnap's alone, and its load is speech, not the Node load generator:
+    the StreamAudio streams, then the VoiceHub's round trip (``--part`` for one)."""
     from .voice import run_voice, summarize_voice  # loads espeak-ng's and jiwer's parts
+    from .voice_call import run_call, summarize_call
 
     RESULTS.mkdir(exist_ok=True)
-    result = run_voice(quick)
-    path = RESULTS / f"{time.strftime('%Y%m%d-%H%M%S')}-voice.json"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    result = run_voice(quick) if part in (None, "streams") else {"scenario": "voice"}
+    if part in (None, "call"):
+        # The agent at its default pace; the full run also at 1 ms a word, to show its share.
+        result["call"] = {"default": run_call(quick)}
+        if not quick:
+            result["call"]["fast_agent"] = run_call(quick, token_delay=0.001)
+    path = RESULTS / f"{stamp}-voice.json"
     path.write_text(json.dumps(result, indent=2))
-    print(summarize_voice(result))
+    if "levels" in result:
+        print(summarize_voice(result))
+    if "call" in result:
+        print("voice call (VoiceHub round trip, agent sophon):")
+    for name, call in result.get("call", {}).items():
+        print(summarize_call(name, call))
     print(f"results: {path}")
 
 
@@ -205,6 +220,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--subscribers", type=int, default=0, help="override the scenario's N")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
+    parser.add_argument(
+        "--part", choices=["streams", "call"], help="voice: only StreamAudio, or only the call"
+    )
     parser.add_argument("--url", help="bench a voisnap already running at this http:// URL")
     parser.add_argument("--token", default="", help="an access token for --url")
     parser.add_argument("--server-pid", type=int, help="the --url server's pid, to sample it")

@@ -15,6 +15,8 @@ And, for one stream fed as fast as the server takes it, the real-time factor of
 the whole path (time to the last final / seconds of audio). The most concurrent
 sustained level is the answer to "how many real-time streams does this machine
 take". Nothing here is asserted: the bench's smoke test only checks it runs.
+The VoiceHub's round trip, the other part of ``python -m bench voice``, is
+``voice_call.py``.
 """
 
 from __future__ import annotations

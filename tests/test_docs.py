@@ -91,7 +91,10 @@ def method_headings(page: Path) -> list[str]:
 
 
 def hub_page(path: str) -> Path:
-    return DOCS / "hubs" / f"{path.rstrip('/').rsplit('/', 1)[-1]}.md"
+    """docs/hubs/<name>.md; the Voisnap hubs' pages are docs/hubs/voisnap-<name>.md."""
+    name = path.rstrip("/").rsplit("/", 1)[-1]
+    voisnap = path.startswith(Settings().voisnap_hubs_prefix + "/")
+    return DOCS / "hubs" / (f"voisnap-{name}.md" if voisnap else f"{name}.md")
 
 
 # -- settings -------------------------------------------------------------------------------------

@@ -181,6 +181,30 @@ class Settings:
     voice_max_utterance: float = setting(
         60.0, "longest utterance of StreamAudio, in seconds", validator=attrs.validators.gt(0)
     )
+    stt_timeout: float = setting(
+        10.0,
+        "seconds the speech provider has to answer on the Voisnap hubs; then STT_PROVIDER_TIMEOUT",
+        validator=attrs.validators.gt(0),
+    )
+    sophon_hubs_prefix: str = setting(
+        "/hubs", "path prefix of the Sophon hubs (/hubs/chat, /hubs/tasks, ...)"
+    )
+    voisnap_hubs_prefix: str = setting(
+        "/voisnap/hubs",
+        "path prefix of the Voisnap hubs (/voisnap/hubs/chat, /voisnap/hubs/voice); "
+        "/hubs gives the Voisnap documents' URLs, with --sophon-hubs-prefix set elsewhere",
+    )
+    max_sessions_per_tenant: int = setting(
+        1000,
+        "concurrent Voisnap sessions of one tenant, across every process; "
+        "beyond it: SESSION_LIMIT_REACHED",
+        validator=attrs.validators.ge(1),
+    )
+    voisnap_resume_window: float = setting(
+        3600.0,
+        "seconds a Voisnap session with no connection may still be resumed with ?sessionId=",
+        validator=attrs.validators.gt(0),
+    )
     node_heartbeat_interval: float = setting(
         30.0,
         "seconds between a node's heartbeats; a node that misses two is offline",
@@ -229,6 +253,7 @@ class Settings:
             raise ValueError("--task-lease-renewal must be positive and less than --task-lease")
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
+        check_prefixes(self.sophon_hubs_prefix, self.voisnap_hubs_prefix)
         if self.workers > 1 and not self.redis_url:
             raise ValueError(
                 f"--workers {self.workers} needs a backplane between the workers: add "
@@ -243,6 +268,21 @@ class Settings:
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """The defaults, changed by any ``VOISNAP_*`` variables that are set."""
         return settings_from({}, environ)
+
+
+def check_prefixes(sophon: str, voisnap: str) -> None:
+    """Both hub prefixes are paths like ``/hubs``, and they differ: the
+    products' hubs share names (``chat``)."""
+    for flag, prefix in (("--sophon-hubs-prefix", sophon), ("--voisnap-hubs-prefix", voisnap)):
+        if not prefix.startswith("/") or prefix.endswith("/") or "?" in prefix or "//" in prefix:
+            raise ValueError(
+                f"{flag} must be a path like /hubs (no trailing slash), not {prefix!r}"
+            )
+    if sophon == voisnap:
+        raise ValueError(
+            f"--sophon-hubs-prefix and --voisnap-hubs-prefix are both {sophon!r}: the two "
+            "products' hubs share names (chat), so they need different prefixes"
+        )
 
 
 def iso_date(value: Any, flag: str) -> datetime.date | None:

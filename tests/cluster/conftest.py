@@ -28,11 +28,11 @@ StartCluster = Callable[..., Cluster]
 
 def _starter(redis_server: RedisServer, root: Path, started: list[Cluster]) -> StartCluster:
     def start(size: int = 2, settings: dict[str, str] | None = None,
-              args: list[str] | tuple = ()) -> Cluster:
+              args: list[str] | tuple = (), node_settings: list[dict[str, str]] = ()) -> Cluster:
         redis_server.start()  # a test before may have stopped it
         redis_server.flush()
         cluster = Cluster(root / f"cluster-{len(started)}", redis_server.url, size,
-                          {**QUIET_SETTINGS, **(settings or {})}, args)
+                          {**QUIET_SETTINGS, **(settings or {})}, args, node_settings)
         started.append(cluster.start())
         return cluster
 

@@ -35,7 +35,7 @@ import secrets
 import signal
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +90,16 @@ class Cluster:
     """``size`` voisnap processes behind a round-robin proxy; ``with`` or start/stop."""
 
     def __init__(self, root: Path, redis_url: str, size: int = 2,
-                 settings: Mapping[str, str] | None = None, args: Iterable[str] = ()) -> None:
+                 settings: Mapping[str, str] | None = None, args: Iterable[str] = (),
+                 node_settings: Sequence[Mapping[str, str]] = ()) -> None:
+        """``node_settings[i]``, if given, adds to the settings of process ``i``."""
         self.data_dir = root / "data"
         self.secret = secrets.token_hex(32)
         self.settings = {**(settings or {}), "redis_url": redis_url, "jwt_secret": self.secret}
         self.args = list(args)
-        self.nodes = [ServerProcess(self.data_dir, self.settings, self.args)
-                      for _ in range(size)]
+        own = list(node_settings) + [{}] * size
+        self.nodes = [ServerProcess(self.data_dir, {**self.settings, **own[i]}, self.args)
+                      for i in range(size)]
         self.proxy: RoundRobinProxyThread | None = None
 
     # -- life --------------------------------------------------------------------------------------

@@ -205,6 +205,12 @@ class AgentRequest:
     discussion: DiscussionBrief | None = None
     """Set when the agent speaks in a discussion (or judges one): it answers
     with one step of text and calls no tools (``agents.discussion``)."""
+    language: str | None = None
+    """The language the user asked for (a BCP 47 tag), when a client gave one
+    (the Voisnap hubs' ``?language=``)."""
+    client_metadata: dict[str, Any] | None = None
+    """What the user's client said about the conversation (the Voisnap hubs'
+    ``?metadata=``): plain JSON, for the agent to take into account."""
 
 
 class Agent(Protocol):

@@ -10,7 +10,6 @@ before it is announced (``ReceiveMessage``, ``TaskCompleted``).
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from ..storage.base import Message, Store, Task, utc_now
@@ -18,6 +17,12 @@ from .base import AgentError, AgentRequest, Final
 from .driver import TaskDriver, Waiting
 
 HISTORY = 50  # earlier messages an agent is given
+
+
+def reply_id(task_id: str) -> str:
+    """The id the reply of a chat task is stored under, known from the task's
+    first streamed token on (the Voisnap hubs stream the reply's chunks under it)."""
+    return "msg_" + task_id.removeprefix("task_") + "r"
 
 
 class ChatJob:
@@ -48,7 +53,12 @@ class ChatJob:
         history = await self._store.list_messages(
             task.owner, task.session_id, limit=HISTORY, before=task.message_id
         )
+        # What a Voisnap client gave at connect (docs/hubs/voisnap.md, "The
+        # connect query"); a Sophon session has no conversation.
+        conversation = await self._store.get_conversation(task.session_id)
         return AgentRequest(
+            language=None if conversation is None else conversation.language,
+            client_metadata=None if conversation is None else conversation.metadata,
             task_id=task.task_id,
             session_id=task.session_id,
             owner=task.owner,
@@ -61,7 +71,7 @@ class ChatJob:
         """Store the reply first, then announce it, so REST can always catch up
         (docs/rest.md, "GET /sessions/{sessionId}/messages")."""
         reply = Message(
-            message_id=f"msg_{uuid.uuid4().hex}",
+            message_id=reply_id(task.task_id),
             session_id=task.session_id,
             owner=task.owner,
             role="assistant",

@@ -136,9 +136,23 @@ class OpenAIAgent:
         messages: list[dict[str, Any]] = []
         if self._config.system_prompt:
             messages.append({"role": "system", "content": self._config.system_prompt})
+        context = client_context(request)
+        if context:
+            messages.append({"role": "system", "content": context})
         messages += [{"role": m.role, "content": m.content} for m in request.history]
         messages.append({"role": "user", "content": request.content})
         return messages + transcript_messages(request.transcript)
+
+
+def client_context(request: AgentRequest) -> str | None:
+    """What the user's client said at connect, for the model to take into account."""
+    lines = []
+    if request.language:
+        lines.append(f"Reply in the language of BCP 47 tag {request.language}.")
+    if request.client_metadata:
+        metadata = json.dumps(request.client_metadata, ensure_ascii=False, sort_keys=True)
+        lines.append(f"The user's client sent this metadata about the conversation: {metadata}")
+    return "\n".join(lines) or None
 
 
 async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:

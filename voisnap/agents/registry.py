@@ -17,6 +17,7 @@ the id clients send as ``agentId``::
     [agents.helper]
     backend = "builtin"                      # another name for the built-in agent
     active = false                           # known, but refused until re-activated
+                                             # (``enabled = false`` says the same)
 
     [agents.load]
     backend = "synthetic"                    # timestamped tokens, for load tests
@@ -48,6 +49,10 @@ class UnknownAgent(Exception):
     """No active agent has that id; the text is safe to show."""
 
 
+class InactiveAgent(UnknownAgent):
+    """The agent exists, but is not active (``active``/``enabled = false``)."""
+
+
 @attrs.frozen
 class AgentEntry:
     agent: Agent
@@ -64,8 +69,10 @@ class AgentRegistry:
 
     def entry(self, agent_id: str) -> AgentEntry:
         entry = self._entries.get(agent_id)
-        if entry is None or not entry.active:
+        if entry is None:
             raise UnknownAgent(f"Agent '{agent_id}' does not exist or is not active.")
+        if not entry.active:
+            raise InactiveAgent(f"Agent '{agent_id}' does not exist or is not active.")
         return entry
 
     def __contains__(self, agent_id: str) -> bool:
@@ -97,9 +104,11 @@ def load_agents(path: Path | None, token_delay: float) -> AgentRegistry:
 
 def _entry(agent_id: str, table: dict[str, Any], token_delay: float) -> AgentEntry:
     backend = table.get("backend", "builtin")
-    active = table.get("active", True)
+    if "active" in table and "enabled" in table:
+        raise ValueError("give 'active' or 'enabled' (the same thing), not both")
+    active = table.get("active", table.get("enabled", True))
     if not isinstance(active, bool):
-        raise ValueError(f"'active' must be true or false, not {active!r}")
+        raise ValueError(f"'active' (or 'enabled') must be true or false, not {active!r}")
     tools = _tool_set(table)
     if backend == "builtin":
         return AgentEntry(BuiltinAgent(agent_id, token_delay), active, tools)

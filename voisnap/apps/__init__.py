@@ -49,21 +49,36 @@ from .schedules import (
 )
 from .tasks import TasksEvents, TasksHub
 from .voice import Listening, VoiceLimits, VoiceRest, providers_of
+from .voisnap import (
+    Calls,
+    CallSettings,
+    Conversations,
+    SophonOnly,
+    VoisnapChatHub,
+    VoisnapFace,
+    VoisnapServices,
+    VoisnapVoiceHub,
+)
 
 DATABASE = "voisnap.db"
 
 
 def create_product(settings: Settings) -> HubServer:
-    """A server with every hub of the product mounted: what ``voisnap serve`` runs."""
+    """A server with every hub of the product mounted: what ``voisnap serve`` runs.
+    The Sophon hubs (seed 000) under ``--sophon-hubs-prefix``, the Voisnap hubs
+    (seeds 001, 002) under ``--voisnap-hubs-prefix``."""
     server = create_server(settings)
-    server.mount("/hubs/playground", PlaygroundHub)
+    sophon, voisnap = settings.sophon_hubs_prefix, settings.voisnap_hubs_prefix
+    server.mount(f"{sophon}/playground", PlaygroundHub)
     store = open_store(settings)
     agents = load_agents(settings.agents_file, settings.agent_token_delay)
-    chat = server.mount("/hubs/chat", ChatHub)
-    tasks = server.mount("/hubs/tasks", TasksHub, services=store)
-    approvals = server.mount("/hubs/approvals", ApprovalsHub)
-    discussion = server.mount("/hubs/discussion", DiscussionHub)
-    notify = server.mount("/hubs/notifications", NotificationsHub)
+    chat = server.mount(f"{sophon}/chat", ChatHub)
+    tasks = server.mount(f"{sophon}/tasks", TasksHub, services=store)
+    approvals = server.mount(f"{sophon}/approvals", ApprovalsHub)
+    discussion = server.mount(f"{sophon}/discussion", DiscussionHub)
+    notify = server.mount(f"{sophon}/notifications", NotificationsHub)
+    voisnap_chat = server.mount(f"{voisnap}/chat", VoisnapChatHub)
+    voisnap_voice = server.mount(f"{voisnap}/voice", VoisnapVoiceHub)
     notifications = Notifications(store, notify.router)
     insights = Insights(store, notifications)
     license_watch = LicenseWatch(
@@ -71,12 +86,14 @@ def create_product(settings: Settings) -> HubServer:
     )
     notify.services = license_watch
     chat_events = ChatEvents(chat.router)
+    calls = Calls(server.cluster, None, None)  # completed below, once the chat's services exist
     faces = Faces(
-        chat_events,
-        TasksEvents(tasks.router),
-        ApprovalsEvents(approvals.router),
+        SophonOnly(chat_events),
+        SophonOnly(TasksEvents(tasks.router)),
+        SophonOnly(ApprovalsEvents(approvals.router)),
         DiscussionFace(discussion.router),
         WorkflowFace(store, notifications),
+        VoisnapFace(voisnap_chat.router, voisnap_voice.router, calls),
     )
     clock = SystemClock()
     nodes = Nodes(
@@ -87,8 +104,8 @@ def create_product(settings: Settings) -> HubServer:
         clock,
         settings.node_heartbeat_interval,
     )
-    server.mount("/hubs/node", NodeHub, services=nodes)
-    server.principal_checks.append(NodeGate(nodes, "/hubs/node"))
+    server.mount(f"{sophon}/node", NodeHub, services=nodes)
+    server.principal_checks.append(NodeGate(nodes, f"{sophon}/node"))
     server.statistics_sources["nodes"] = nodes.statistics
     zones = UserZones()  # the chat hub fills it, the reminder tools read it
     runtime = TaskRuntime(
@@ -117,6 +134,27 @@ def create_product(settings: Settings) -> HubServer:
         voice_defaults,
         VoiceLimits(settings.voice_max_chunk_bytes, settings.voice_max_utterance),
     )
+    calls.complete(
+        chat_services,
+        CallSettings(
+            providers, voice_defaults, settings.stt_timeout, settings.voice_max_chunk_bytes
+        ),
+    )
+    conversations = Conversations(
+        store,
+        agents,
+        clock,
+        node=server.cluster.node_id,
+        limit=settings.max_sessions_per_tenant,
+        resume_window=settings.voisnap_resume_window,
+        lease=settings.task_lease,
+        renewal=settings.task_lease_renewal,
+    )
+    voisnap_chat.services = voisnap_voice.services = VoisnapServices(
+        conversations, chat_services, agents, calls
+    )
+    server.add_service(calls.run)
+    server.add_service(conversations.run)
     server.add_service(sphinx.run)
     server.statistics_sources["voice"] = sphinx.statistics
     server.add_routes(VoiceRest(store, voice_defaults).routes())

@@ -44,6 +44,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import trio
@@ -136,6 +137,7 @@ class HubConnection:
         "endpoint",
         "items",
         "principal",
+        "query",
         "settings",
         "state",
         "tenant_id",
@@ -152,8 +154,10 @@ class HubConnection:
         principal: Principal,
         connection_id: str | None = None,
         stateful: bool = False,
+        query: Mapping[str, str] | None = None,
     ) -> None:
         self.endpoint = endpoint
+        self.query: Mapping[str, str] = query or {}
         self.settings: Settings = endpoint.settings
         self.transport = transport
         self.principal = principal
@@ -290,6 +294,7 @@ class HubConnection:
             claims=self.principal.claims,
             items=self.items,
             request_close=self.request_close,
+            query=self.query,
         )
         router = self.endpoint.router
         clients = HubClients(router, context, self.settings.client_result_timeout)
@@ -458,7 +463,15 @@ class HubConnection:
             case Verdict.CLIENT_TIMED_OUT:
                 self.close(closing.client_timed_out(self.settings.client_timeout))
             case Verdict.TOKEN_EXPIRED:
+                self._say_last_words(self.endpoint.hub_class.token_expired_notice(self.items))
                 self.close(closing.token_expired())
+
+    def _say_last_words(self, messages: Sequence[HubMessage]) -> None:
+        """What the hub tells a client before the server closes its connection
+        (an application-level error event), if the outbox has room for it."""
+        for message in messages:
+            with contextlib.suppress(trio.WouldBlock):
+                self.send_nowait(SerializedMessage(message))
 
     def _acknowledge(self) -> None:
         """An Ack for what the client sent since the last one (the JS client and

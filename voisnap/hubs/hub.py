@@ -19,7 +19,7 @@ the group ``n`` of that tenant, and so on (docs/auth.md, "Who a connection belon
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -41,11 +41,22 @@ class HubCallerContext:
     items: dict[str, Any]
     """Per-connection state that outlives one invocation."""
     _request_close: Callable[[CloseMessage], None]
+    query: Mapping[str, str] = attrs.field(factory=dict)
+    """The connection request's query string, without the access token and
+    the connection token (ASP.NET: ``Context.GetHttpContext().Request.Query``)."""
 
     def abort(self, error: str | None = None) -> None:
         """Close the caller's connection (ASP.NET's ``Context.Abort()``); the
         Close message carries ``error``, if given, and no ``allowReconnect``."""
         self._request_close(CloseMessage(error=error))
+
+    def after_reply(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` once the current invocation's Completion is sent: a
+        method that ends a conversation still answers its caller first, then
+        says goodbye and closes (``abort``)."""
+        self.after_reply_work.append(work)
+
+    after_reply_work: list[Callable[[], Awaitable[None]]] = attrs.field(factory=list, init=False)
 
 
 class ClientProxy:
@@ -174,3 +185,10 @@ class Hub:
 
     async def on_disconnected(self, error: Exception | None) -> None:
         """Called when the connection ends; ``error`` is why, if it failed."""
+
+    @classmethod
+    def token_expired_notice(cls, items: Mapping[str, Any]) -> Sequence[InvocationMessage]:
+        """Messages sent just before the Close when the caller's access token
+        expires (``items``: the connection's ``Context.items``). None by default:
+        the Close says why."""
+        return ()

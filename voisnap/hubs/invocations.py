@@ -165,14 +165,17 @@ class Invocations:
         if isinstance(arguments, str):
             self._close_uploads(message.stream_ids)
             return await self._complete_error(message.invocation_id, arguments)
+        hub = self._create_hub()
         try:
-            result = await method.function(self._create_hub(), *arguments)
+            result = await method.function(hub, *arguments)
         except Exception as error:
             return await self._method_failed(message, error)
         finally:
             self._close_uploads(message.stream_ids)
         if message.invocation_id:
             await self._send_result(message, result)
+        for work in hub.context.after_reply_work:
+            await work()
 
     async def _send_result(self, message: InvocationMessage, result: Any) -> None:
         """The result Completion; an error one if the result cannot be encoded

@@ -21,6 +21,8 @@ Names:
   request's); ``early_key(token)``: bytes POSTed before any process claimed it;
 - ``relay_channel(token)`` and ``relay_back_channel(relay)``: a connection's
   transport, relayed from the process a request arrived at to its owner;
+- ``speech_channel(session)``: what the agent says in a Voisnap call, for the
+  process that holds the call;
 - ``nodes_key()`` and ``node_presence_key(node)``: the live processes, and
   which connections each holds.
 """
@@ -84,6 +86,11 @@ def machines_channel() -> str:
     user's machine, outcomes, scope changes, revocations. ("Node" here means a
     process, so a user's nodes are called machines in the backplane's names.)"""
     return _join("machines")
+
+
+def speech_channel(session_id: str) -> str:
+    """A Voisnap call's replies, to be spoken (docs/hubs/voisnap.md, "VoiceHub")."""
+    return _join("speech", session_id)
 
 
 def nodes_key() -> str:

@@ -102,6 +102,9 @@ class Admission:
     """None when the client skipped negotiation (WebSockets only)."""
     first: bool = True
     """This request starts the connection (long polling comes back with more)."""
+    query: Mapping[str, str] = attrs.field(factory=dict)
+    """The request's query, without the access token and the connection token:
+    what the hub sees as ``Context.query`` (``?agentId=...``)."""
 
     @property
     def connection_token(self) -> str | None:
@@ -235,14 +238,16 @@ class HubServer:
             if transport_type is not TransportType.WEB_SOCKETS:
                 raise HttpError(400, "Connection ID required")
             # skipNegotiation: the client opened the WebSocket without negotiating.
-            return Admission(endpoint, principal, new_connection_id(), None)
+            return Admission(endpoint, principal, new_connection_id(), None, query=hub_query(query))
         elsewhere = await self._claim(token, endpoint.path, principal)
         if elsewhere is not None:
             return elsewhere
         negotiated, first = self.registry.claim(token, endpoint.path, principal, transport_type)
         if not first and not _may_come_back(negotiated, transport_type):
             raise HttpError(409, "Another transport is already using this connection.")
-        return Admission(endpoint, principal, negotiated.connection_id, negotiated, first)
+        return Admission(
+            endpoint, principal, negotiated.connection_id, negotiated, first, hub_query(query)
+        )
 
     async def find(
         self, path: str, headers: Mapping[str, str], query: Mapping[str, str]
@@ -350,6 +355,7 @@ class HubServer:
             principal=admission.principal,
             connection_id=admission.connection_id,
             stateful=negotiated is not None and negotiated.stateful,
+            query=admission.query,
         )
         if negotiated is not None:
             negotiated.use(transport, connection)
@@ -472,3 +478,11 @@ def _negotiate_version(raw: str | None) -> int | str:
             "but the server does not support this version."
         )
     return min(version, 1)
+
+
+TRANSPORT_QUERY = frozenset({"access_token", "id"})
+"""What the transports read from a query; a hub sees only the rest."""
+
+
+def hub_query(query: Mapping[str, str]) -> Mapping[str, str]:
+    return {name: value for name, value in query.items() if name not in TRANSPORT_QUERY}

@@ -893,3 +893,79 @@ class VoiceStore(Protocol):
 
     async def put_voice_preferences(self, preferences: VoicePreferences) -> None:
         """Save them (replacing the user's earlier ones)."""
+
+
+# -- Voisnap conversations: sessions of the Voisnap hubs (docs/hubs/voisnap.md) -------------------
+
+
+@attrs.frozen
+class Conversation:
+    """A session of the Voisnap hubs: the session (its messages and tasks are
+    the store's, like any other), and what its client said at connect."""
+
+    session_id: str
+    owner: Owner
+    agent_id: str
+    hub: str
+    """``chat`` or ``voice``: the hub that started it."""
+    started_at: datetime.datetime
+    metadata: dict[str, Any] | None = None
+    language: str | None = None
+    left_at: datetime.datetime | None = None
+    """When its last connection left (None while one is connected)."""
+    ended_at: datetime.datetime | None = None
+    end_reason: str | None = None
+
+
+@attrs.frozen
+class ConversationLink:
+    """One connection's hold on a conversation, renewed by its process until
+    ``live_until``: what the per-tenant limit counts, across processes."""
+
+    connection_id: str
+    session_id: str
+    tenant_id: str
+    node: str
+    live_until: datetime.datetime
+
+
+class Refusal(enum.Enum):
+    LIMIT = "the tenant's limit of concurrent sessions is reached"
+    GONE = "the session has ended, is not the caller's, or was left too long ago"
+
+
+class ConversationStore(Protocol):
+    """The Voisnap part of ``Store`` (``storage.sql_conversations``)."""
+
+    async def start_conversation(
+        self, conversation: Conversation, link: ConversationLink, *, limit: int
+    ) -> Refusal | None:
+        """Store a new conversation held by ``link``, unless the tenant already
+        has ``limit`` conversations with a live link (``Refusal.LIMIT``)."""
+
+    async def resume_conversation(
+        self,
+        owner: Owner,
+        session_id: str,
+        link: ConversationLink,
+        *,
+        limit: int,
+        now: datetime.datetime,
+        left_after: datetime.datetime,
+    ) -> Conversation | Refusal:
+        """Hold the owner's conversation with ``link`` too: ``Refusal.GONE`` if it
+        is unknown, someone else's, ended, or left before ``left_after``;
+        ``Refusal.LIMIT`` if nothing holds it and the tenant is at ``limit``."""
+
+    async def leave_conversation(self, connection_id: str, now: datetime.datetime) -> None:
+        """The connection let go; a conversation nobody holds is ``left_at`` now."""
+
+    async def end_conversation(
+        self, owner: Owner, session_id: str, reason: str, now: datetime.datetime
+    ) -> Conversation | None:
+        """End it for good (None if it is unknown or ended already)."""
+
+    async def renew_conversation_links(self, node: str, live_until: datetime.datetime) -> None:
+        """Every link of this process lives on until ``live_until``."""
+
+    async def get_conversation(self, session_id: str) -> Conversation | None: ...

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from .base import Accepted, Message, Note, Owner, Session, StoreError, Task, TaskState
+from .sql_conversations import ConversationQueries
 from .sql_discussions import DiscussionQueries
 from .sql_documents import DocumentQueries
 from .sql_nodes import NodeQueries
@@ -69,6 +70,7 @@ class Database(Protocol):
 
 
 class SqlStore(
+    ConversationQueries,
     DocumentQueries,
     NodeQueries,
     DiscussionQueries,

@@ -341,6 +341,35 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (tenant_id, user_id)
     );
     """,
+    # 8: the Voisnap hubs (docs/hubs/voisnap.md): conversations and the connections holding them
+    """
+    CREATE TABLE conversations (
+        session_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        hub TEXT NOT NULL,
+        metadata TEXT,
+        language TEXT,
+        started_at TEXT NOT NULL,
+        left_at TEXT,
+        ended_at TEXT,
+        end_reason TEXT
+    );
+    CREATE TABLE conversation_links (
+        connection_id TEXT PRIMARY KEY,
+        session_id TEXT NOT NULL,
+        tenant_id TEXT NOT NULL,
+        node TEXT NOT NULL,
+        live_until TEXT NOT NULL
+    );
+    CREATE INDEX conversation_links_by_tenant ON conversation_links (tenant_id, live_until);
+    CREATE INDEX conversation_links_by_session ON conversation_links (session_id);
+    CREATE INDEX conversation_links_by_node ON conversation_links (node);
+    CREATE TABLE conversation_tenants (
+        tenant_id TEXT PRIMARY KEY
+    );
+    """,
 )
 
 

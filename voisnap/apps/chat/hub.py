@@ -23,7 +23,7 @@ from ...storage.base import Owner, Store
 from ..voice.listening import Listening
 from .audience import legacy_group, session_group
 from .events import CancelTaskRequest, SendMessageRequest, SendMessageResult
-from .intake import Said, accept, announce
+from .intake import Said, accept, announce, is_voisnap_session
 from .notifier import ChatEvents
 
 MAX_ID = 128
@@ -129,3 +129,5 @@ def _check_request(request: SendMessageRequest) -> None:
     for name, value in (("sessionId", request.session_id), ("messageId", request.message_id)):
         if value is not None and not 0 < len(value) <= MAX_ID:
             raise HubError(f"'{name}' must be 1 to {MAX_ID} characters long.")
+    if request.session_id is not None and is_voisnap_session(request.session_id):
+        raise HubError(f"Session '{request.session_id}' belongs to the Voisnap hubs.")

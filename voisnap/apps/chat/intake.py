@@ -36,6 +36,19 @@ class Said:
     spoken: bool = False
 
 
+VOISNAP_CHAT, VOISNAP_CALL = "vchat_", "vcall_"
+"""How the ids of the Voisnap hubs' sessions start (``apps.voisnap``): the faces
+tell the products' sessions apart by them, without a lookup per event."""
+
+
+def is_voisnap_session(session_id: str) -> bool:
+    return session_id.startswith((VOISNAP_CHAT, VOISNAP_CALL))
+
+
+def is_voice_session(session_id: str) -> bool:
+    return session_id.startswith(VOISNAP_CALL)
+
+
 def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex}"
 

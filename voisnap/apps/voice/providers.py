@@ -21,7 +21,7 @@ class OnDemandPool:
     def __init__(self, pool: SphinxPool) -> None:
         self.pool = pool
         self._nursery: trio.Nursery | None = None
-        self._ready: trio.Event | None = None
+        self._started = False
         self._lock = trio.Lock()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -37,11 +37,10 @@ class OnDemandPool:
 
     async def open_stream(self, *, auto: bool, pause: float) -> SpeechStream:
         async with self._lock:  # the first caller starts the pool; the others wait for it
-            if self._ready is None:
+            if not self._started:
                 assert self._nursery is not None, "run() the service first"
                 await self._nursery.start(self.pool.run)
-                self._ready = trio.Event()
-                self._ready.set()
+                self._started = True
         return await self.pool.open_stream(auto=auto, pause=pause)
 
 

@@ -1,0 +1,84 @@
+"""Voisnap's VoiceHub (seed 002: raw PCM for phone calls, SIP, custom audio
+pipelines; docs/hubs/voisnap.md, "VoiceHub").
+
+``/voisnap/hubs/voice?agentId=...&encoding=linear16|mulaw``. The documents give
+its purpose, URL, lifecycle and errors, not its methods; these are in
+SignalR's own idiom:
+
+- ``SendAudio(stream)``: the caller's audio, a client-to-server stream of
+  base64 chunks; the call's transcripts arrive as ``Transcript`` events;
+- ``ReceiveAudio()``: the agent's speech, a server-to-client stream of base64
+  chunks, for as long as the client reads it;
+- ``EndSessionAsync()``, as on ChatHub.
+
+The call itself is ``calls.Call``; the lifecycle is ``lifecycle.VoisnapHub``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ...errors import HubError
+from . import errors
+from .audio_formats import FORMATS, LINEAR16
+from .calls import Call
+from .errors import VoisnapFault
+from .lifecycle import CONVERSATION, VoisnapHub
+
+CALL = "voisnap.call"  # connection item: the connection's Call
+
+
+class VoisnapVoiceHub(VoisnapHub):
+    kind = "voice"
+
+    async def on_connected(self) -> None:
+        encoding = self.context.query.get("encoding", LINEAR16.name)
+        audio_format = FORMATS.get(encoding)
+        if audio_format is None:
+            names = " or ".join(FORMATS)
+            fault = VoisnapFault(
+                errors.INVALID_REQUEST,
+                f"'encoding' must be {names}, not {encoding!r}.",
+                recoverable=False,
+            )
+            return await self._fail(fault)
+        await super().on_connected()
+        conversation = self.context.items.get(CONVERSATION)
+        if conversation is None:
+            return  # refused: the Error is sent and the connection closes
+        call = Call(
+            self.services.calls, self.clients.caller, self.owner, conversation, audio_format
+        )
+        self.context.items[CALL] = call
+        await self.services.calls.join(call)
+
+    async def on_disconnected(self, error: Exception | None) -> None:
+        call = self.context.items.pop(CALL, None)
+        if call is not None:
+            self.services.calls.leave(call)
+        await super().on_disconnected(error)
+
+    async def send_audio(self, audio_chunks: AsyncIterator[Any]) -> None:
+        """The caller's speech, until the client completes the stream."""
+        await self._check_not_ended()
+        try:
+            await self._call.listen(audio_chunks)
+        except VoisnapFault as fault:
+            await self._refuse(fault)
+
+    async def receive_audio(self) -> AsyncIterator[str]:
+        """The agent's speech, reply after reply, until the client cancels the stream."""
+        await self._check_not_ended()
+        try:
+            async for chunk in self._call.speak():
+                yield chunk
+        except VoisnapFault as fault:
+            await self._refuse(fault)
+
+    @property
+    def _call(self) -> Call:
+        call = self.context.items.get(CALL)
+        if call is None:
+            raise HubError("The call has not started.")
+        return call
