@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 
+import attrs
 import trio
 
 from voisnap.storage.base import Conversation, ConversationLink, Owner, Refusal
@@ -85,7 +86,8 @@ async def test_a_dead_process_links_lapse_and_free_their_places(store: SqlStore)
         conversation("s2", at=soon), link("c2", "s2", at=soon), limit=1)
     assert refused is Refusal.LIMIT
     renewed_until = T0 + datetime.timedelta(seconds=70)
-    await store.renew_conversation_links("dead", renewed_until)  # still alive: renewed
+    held = [link("c1", "s1", node="dead")]
+    await store.renew_conversation_links("dead", held, renewed_until)  # still alive: renewed
     late = T0 + LEASE + datetime.timedelta(seconds=20)  # past the first lease, not the renewed
     refused = await store.start_conversation(
         conversation("s2", at=late), link("c2", "s2", at=late), limit=1)
@@ -112,3 +114,58 @@ async def test_two_processes_never_overshoot_the_limit(backend: Backend) -> None
             nursery.start_soon(start, index)
     assert results.count(None) == 3
     assert results.count(Refusal.LIMIT) == 7
+
+
+async def test_a_messages_metadata_is_kept(store: SqlStore) -> None:
+    from .records import records
+
+    session, message, task = records(ALICE, 1, session_id="s1")
+    message = attrs.evolve(message, metadata={"userId": "user_12345", "tags": ["a", 1]})
+    await store.accept_message(session=session, message=message, task=task)
+    assert await store.get_message(ALICE, message.message_id) == message
+    [listed] = await store.list_messages(ALICE, "s1", limit=10, before=None)
+    assert listed.metadata == {"userId": "user_12345", "tags": ["a", 1]}
+
+
+async def test_renewal_keeps_what_is_held_drops_the_rest_and_brings_back_the_lost(
+    backend: Backend,
+) -> None:
+    """A process renews the links its connections hold: a link it no longer
+    holds (its leave failed) goes; one another process took for lapsed during
+    an outage comes back."""
+    mine, other = await backend.open(), await backend.open()
+    await mine.start_conversation(conversation("s1"), link("c1", "s1"), limit=5)
+    await mine.start_conversation(conversation("s2"), link("c2", "s2"), limit=5)
+    later = T0 + LEASE + datetime.timedelta(seconds=5)  # both lapsed: an outage
+    assert await other.start_conversation(
+        conversation("s3", BOB, at=later), link("c3", "s3", node="n2", at=later), limit=5) is None
+    # The sweep took c1 and c2; c2's connection has gone meanwhile, c1's is live.
+    await mine.renew_conversation_links("n1", [link("c1", "s1")], later + LEASE)
+    refused = await other.start_conversation(
+        conversation("s4", BOB, at=later), link("c4", "s4", node="n2", at=later), limit=2)
+    assert refused is Refusal.LIMIT  # s1 (back) and s3 hold the two places
+    resumed = await other.resume_conversation(
+        ALICE, "s2", link("c5", "s2", node="n2", at=later), limit=3, now=later,
+        left_after=T0)
+    assert isinstance(resumed, Conversation)  # s2 is held by nobody: resumable
+
+
+async def test_an_ended_conversation_takes_no_place(store: SqlStore) -> None:
+    await store.start_conversation(conversation("s1"), link("c1", "s1"), limit=1)
+    await store.end_conversation(ALICE, "s1", "ended_by_user", T0)  # its tab is still open
+    assert await store.start_conversation(conversation("s2"), link("c2", "s2"), limit=1) is None
+
+
+async def test_a_lapsed_tab_does_not_mark_a_held_conversation_left(store: SqlStore) -> None:
+    await store.start_conversation(conversation("s1"), link("c1", "s1", node="dead"), limit=5)
+    await store.resume_conversation(ALICE, "s1", link("c2", "s1", node="live"), limit=5,
+                                    now=T0, left_after=T0)
+    later = T0 + LEASE + datetime.timedelta(seconds=1)
+    await store.renew_conversation_links("live", [link("c2", "s1", node="live")], later + LEASE)
+    await store.start_conversation(conversation("s9", BOB, at=later),
+                                   link("c9", "s9", at=later), limit=5)  # sweeps c1
+    held = await store.get_conversation("s1")
+    assert held is not None and held.left_at is None
+    await store.leave_conversation("c2", later)
+    left = await store.get_conversation("s1")
+    assert left is not None and left.left_at == later

@@ -152,13 +152,15 @@ def test_language_and_metadata_are_handed_to_the_agent(server: ServerProcess) ->
     query = {"agentId": "listener", "language": "es-MX",
              "metadata": json.dumps({"plan": "gold"})}
     [step] = steps({"url": url(server.url, **query), "token": server.token(),
-                    "messages": ["hola"], "until": {"replies": 1}})
+                    "messages": [{"content": "hola", "metadata": {"userId": "user_12345"}}],
+                    "until": {"replies": 1}})
     assert names(step)[0] == "SessionStarted" and errors(step) == []
     finals = [p["content"] for n, p, _ in step["events"] if n == "MessageReceived" and p["isFinal"]]
     assert finals == ["Hola."]
     [request] = RecordingModel.requests
     system = " ".join(m["content"] for m in request["messages"] if m["role"] == "system")
     assert "es-MX" in system and '{"plan": "gold"}' in system
+    assert '{"userId": "user_12345"}' in system  # the message's own metadata
 
 
 def test_a_token_that_expires_mid_session_is_auth_failed(server: ServerProcess) -> None:

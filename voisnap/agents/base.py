@@ -211,6 +211,8 @@ class AgentRequest:
     client_metadata: dict[str, Any] | None = None
     """What the user's client said about the conversation (the Voisnap hubs'
     ``?metadata=``): plain JSON, for the agent to take into account."""
+    message_metadata: dict[str, Any] | None = None
+    """What the client attached to this message (``SendMessageAsync``'s ``metadata``)."""
 
 
 class Agent(Protocol):

@@ -59,6 +59,7 @@ class ChatJob:
         return AgentRequest(
             language=None if conversation is None else conversation.language,
             client_metadata=None if conversation is None else conversation.metadata,
+            message_metadata=asked.metadata,
             task_id=task.task_id,
             session_id=task.session_id,
             owner=task.owner,

@@ -152,6 +152,9 @@ def client_context(request: AgentRequest) -> str | None:
     if request.client_metadata:
         metadata = json.dumps(request.client_metadata, ensure_ascii=False, sort_keys=True)
         lines.append(f"The user's client sent this metadata about the conversation: {metadata}")
+    if request.message_metadata:
+        metadata = json.dumps(request.message_metadata, ensure_ascii=False, sort_keys=True)
+        lines.append(f"The user's client attached this metadata to the message: {metadata}")
     return "\n".join(lines) or None
 
 

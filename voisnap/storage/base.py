@@ -74,6 +74,9 @@ class Message:
     task_id: str | None = None
     spoken: bool = False
     """The user said it (``StreamAudio``: its final transcript), rather than typed it."""
+    metadata: dict[str, Any] | None = None
+    """What the user's client attached to the message (the Voisnap ChatHub's
+    ``SendMessageAsync({content, metadata})``): plain JSON, for the agent."""
 
 
 @attrs.frozen
@@ -965,7 +968,16 @@ class ConversationStore(Protocol):
     ) -> Conversation | None:
         """End it for good (None if it is unknown or ended already)."""
 
-    async def renew_conversation_links(self, node: str, live_until: datetime.datetime) -> None:
-        """Every link of this process lives on until ``live_until``."""
+    async def renew_conversation_links(
+        self,
+        node: str,
+        links: list[ConversationLink],
+        live_until: datetime.datetime,
+        *,
+        opening: set[str] = ...,  # type: ignore[assignment]
+    ) -> None:
+        """This process holds ``links`` until ``live_until``: a held link another
+        process removed as lapsed (during an outage) comes back; the others of
+        ``node`` go, but for those of the connections ``opening`` (being written)."""
 
     async def get_conversation(self, session_id: str) -> Conversation | None: ...

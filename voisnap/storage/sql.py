@@ -41,7 +41,7 @@ T = TypeVar("T")
 SESSION_COLUMNS = "session_id, tenant_id, user_id, title, created_at, updated_at"
 MESSAGE_COLUMNS = (
     "message_id, session_id, tenant_id, user_id, role, content, tool_calls, task_id, created_at, "
-    "spoken"
+    "spoken, metadata"
 )
 TASK_COLUMNS = (
     "task_id, session_id, tenant_id, user_id, agent_id, message_id, state, is_streaming, "
@@ -538,6 +538,7 @@ class SqlStore(
                 message.task_id,
                 self.dialect.time_in(message.created_at),
                 self.dialect.flag_in(message.spoken),
+                None if message.metadata is None else json.dumps(message.metadata),
             ),
         )
 
@@ -553,6 +554,7 @@ class SqlStore(
             task_id=row[7],
             created_at=self.dialect.time_out(row[8]),
             spoken=bool(row[9]),
+            metadata=None if row[10] is None else json.loads(row[10]),
         )
 
     def _get_message(self, db: Database, message_id: str) -> Message | None:

@@ -103,13 +103,20 @@ class ConversationQueries:
 
     async def leave_conversation(self, connection_id: str, now: datetime.datetime) -> None:
         def work(db: Any) -> None:
+            held = db.execute(
+                "SELECT tenant_id FROM conversation_links WHERE connection_id = ?",
+                (connection_id,),
+            ).fetchone()
+            if held is None:
+                return
+            self._lock_tenant(db, held[0])  # the order every writer takes: no deadlock
             row = db.execute(
                 "DELETE FROM conversation_links WHERE connection_id = ? RETURNING session_id",
                 (connection_id,),
             ).fetchone()
             if row is not None and not self._live_links(db, row[0], now):
                 db.execute(
-                    "UPDATE conversations SET left_at = ? WHERE session_id = ? AND left_at IS NULL",
+                    "UPDATE conversations SET left_at = ? WHERE session_id = ?",
                     (self.dialect.time_in(now), row[0]),
                 )
 
@@ -128,13 +135,34 @@ class ConversationQueries:
 
         return await self._run(work)
 
-    async def renew_conversation_links(self, node: str, live_until: datetime.datetime) -> None:
-        await self._run(
-            lambda db: db.execute(
-                "UPDATE conversation_links SET live_until = ? WHERE node = ?",
-                (self.dialect.time_in(live_until), node),
-            )
-        )
+    async def renew_conversation_links(
+        self,
+        node: str,
+        links: list[ConversationLink],
+        live_until: datetime.datetime,
+        *,
+        opening: set[str] = frozenset(),  # type: ignore[assignment]
+    ) -> None:
+        until = self.dialect.time_in(live_until)
+
+        def work(db: Any) -> None:
+            held = {link.connection_id for link in links} | opening
+            rows = db.execute(
+                "SELECT connection_id FROM conversation_links WHERE node = ?", (node,)
+            ).fetchall()
+            for (connection_id,) in rows:
+                if connection_id not in held:  # its connection is gone: let go
+                    db.execute(
+                        "DELETE FROM conversation_links WHERE connection_id = ?", (connection_id,)
+                    )
+            for link in links:  # back, if another process took it for lapsed meanwhile
+                db.execute(
+                    f"INSERT INTO conversation_links ({LINK_COLUMNS}) VALUES ({_marks(5)}) "
+                    "ON CONFLICT (connection_id) DO UPDATE SET live_until = excluded.live_until",
+                    (link.connection_id, link.session_id, link.tenant_id, node, until),
+                )
+
+        await self._run(work)
 
     async def get_conversation(self, session_id: str) -> Conversation | None:
         return await self._run(lambda db: self._conversation(db, session_id))
@@ -145,6 +173,33 @@ class ConversationQueries:
         """Lock the tenant (see the module's text), note the lapsed links' last
         moment as their conversations' ``left_at`` and drop them, then count the
         tenant's conversations that a live link holds."""
+        self._lock_tenant(db, tenant_id)
+        moment = self.dialect.time_in(now)
+        lapsed = db.execute(
+            "SELECT session_id, MAX(live_until) FROM conversation_links "
+            "WHERE tenant_id = ? AND live_until <= ? GROUP BY session_id",
+            (tenant_id, moment),
+        ).fetchall()
+        for session_id, last in lapsed:
+            if not self._live_links(db, session_id, now):  # another tab still holds it
+                db.execute(
+                    "UPDATE conversations SET left_at = ? WHERE session_id = ? "
+                    "AND left_at IS NULL",
+                    (last, session_id),
+                )
+        db.execute(
+            "DELETE FROM conversation_links WHERE tenant_id = ? AND live_until <= ?",
+            (tenant_id, moment),
+        )
+        # An ended conversation takes no place, though a tab of it is still open.
+        return db.execute(
+            "SELECT COUNT(DISTINCT l.session_id) FROM conversation_links l "
+            "JOIN conversations c ON c.session_id = l.session_id "
+            "WHERE l.tenant_id = ? AND c.ended_at IS NULL",
+            (tenant_id,),
+        ).fetchone()[0]
+
+    def _lock_tenant(self, db: Any, tenant_id: str) -> None:
         db.execute(
             "INSERT INTO conversation_tenants (tenant_id) VALUES (?) ON CONFLICT DO NOTHING",
             (tenant_id,),
@@ -153,25 +208,6 @@ class ConversationQueries:
             f"SELECT tenant_id FROM conversation_tenants WHERE tenant_id = ?{self._for_update()}",
             (tenant_id,),
         ).fetchone()
-        moment = self.dialect.time_in(now)
-        lapsed = db.execute(
-            "SELECT session_id, MAX(live_until) FROM conversation_links "
-            "WHERE tenant_id = ? AND live_until <= ? GROUP BY session_id",
-            (tenant_id, moment),
-        ).fetchall()
-        for session_id, last in lapsed:
-            db.execute(
-                "UPDATE conversations SET left_at = ? WHERE session_id = ? AND left_at IS NULL",
-                (last, session_id),
-            )
-        db.execute(
-            "DELETE FROM conversation_links WHERE tenant_id = ? AND live_until <= ?",
-            (tenant_id, moment),
-        )
-        return db.execute(
-            "SELECT COUNT(DISTINCT session_id) FROM conversation_links WHERE tenant_id = ?",
-            (tenant_id,),
-        ).fetchone()[0]
 
     def _live_links(self, db: Any, session_id: str, now: datetime.datetime) -> int:
         return db.execute(

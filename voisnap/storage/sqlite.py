@@ -341,8 +341,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (tenant_id, user_id)
     );
     """,
-    # 8: the Voisnap hubs (docs/hubs/voisnap.md): conversations and the connections holding them
+    # 8: the Voisnap hubs (docs/hubs/voisnap.md): conversations and the connections holding
+    # them, and what a client attached to a message
     """
+    ALTER TABLE messages ADD COLUMN metadata TEXT;
     CREATE TABLE conversations (
         session_id TEXT PRIMARY KEY,
         tenant_id TEXT NOT NULL,

@@ -1,7 +1,8 @@
 // Voisnap hubs' error codes with the official client (issue 17, docs/hubs/voisnap.md, "Errors").
 //
 // input: {connections: [step...], chunkMs}, each step opening one connection, in order:
-//   {url, token, stop?: index (stop that earlier connection first), messages?: [content...],
+//   {url, token, stop?: index (stop that earlier connection first),
+//    messages?: [content, or a whole {content, metadata} request...],
 //    audioFile?: JSON list of base64 chunks to SendAudio at chunkMs pace,
 //    until: {code?: "X" (an Error with it), close?: true, userFinals?: n}, keep?: true}
 // A step waits for SessionStarted or an Error, runs, then waits for `until`; without
@@ -78,7 +79,9 @@ run(async () => {
         const { connection, inbox, record } = current;
         for (const content of step.messages ?? []) {
             try {
-                await connection.invoke("SendMessageAsync", { content });
+                // A string is the content; an object is the whole request.
+                const request = typeof content === "string" ? { content } : content;
+                await connection.invoke("SendMessageAsync", request);
             } catch (error) {
                 record.invokeErrors.push(describe(error));
             }

@@ -9,7 +9,7 @@ runtime and the session's time moves on (``announce``).
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -34,6 +34,7 @@ class Said:
     channel_id: str | None = None
     client_message_id: str | None = None
     spoken: bool = False
+    metadata: dict[str, Any] | None = None
 
 
 VOISNAP_CHAT, VOISNAP_CALL = "vchat_", "vcall_"
@@ -71,6 +72,7 @@ async def accept(services: ChatServices, said: Said) -> Accepted:
         content=said.content,
         created_at=now,
         spoken=said.spoken,
+        metadata=said.metadata,
     )
     task = services.runtime.reserve(
         Task(

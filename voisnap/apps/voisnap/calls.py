@@ -42,7 +42,7 @@ import trio
 
 from ...agents.runtime import RuntimeBusy
 from ...backplane import BackplaneError
-from ...failures import report_client_error
+from ...failures import report_client_error, report_unexpected
 from ...hubs.hub import SingleClientProxy
 from ...routing import names
 from ...routing.cluster import Cluster
@@ -217,7 +217,9 @@ class Call:
         self._heard_in, self._heard = trio.open_memory_channel[Spoken](WAITING_PIECES)
         self._replies_in, self._replies = trio.open_memory_channel[Spoken](WAITING_PIECES)
         self._speaking = False  # a ReceiveAudio stream is open
-        self._reply: str | None = None  # the reply being prepared or played
+        self._reply: str | None = None  # the reply whose piece is being prepared or played
+        self._unfinished: str | None = None  # a reply with pieces still to play
+        self._hung_up = False
         self._interrupted: collections.deque[str] = collections.deque(maxlen=16)
         self._play_until = 0.0
         self._barged = trio.Event()
@@ -233,21 +235,32 @@ class Call:
             log.info("a call fell behind its replies; a piece was dropped")
 
     def hang_up(self) -> None:
+        self._hung_up = True
         self._heard_in.close()
 
     async def relay_replies(self) -> None:
         """Each piece heard, in order: its Transcript, then the speaker's queue.
-        Pieces of a reply the caller interrupted are neither shown nor spoken."""
-        async for spoken in self._heard:
-            if spoken.message_id in self._interrupted:
-                continue
-            transcript = Transcript("agent", spoken.so_far, spoken.last)
-            await self._caller.send("Transcript", transcript)
-            if self._speaking and spoken.text.strip():
-                try:
-                    self._replies_in.send_nowait(spoken)
-                except trio.WouldBlock:
-                    log.info("a call's client does not play its replies; a piece was not spoken")
+        Pieces of a reply the caller interrupted are neither shown nor spoken.
+        Runs in ``Calls``' nursery, so nothing it meets may escape."""
+        try:
+            async for spoken in self._heard:
+                if self._hung_up:
+                    return
+                if spoken.message_id not in self._interrupted:
+                    await self._relay(spoken)
+        except Exception as error:
+            report_unexpected(log, "relaying a call's replies", error)
+
+    async def _relay(self, spoken: Spoken) -> None:
+        transcript = Transcript("agent", spoken.so_far, spoken.last)
+        await self._caller.send("Transcript", transcript)
+        if self._speaking and (spoken.text.strip() or spoken.last):
+            try:
+                self._replies_in.send_nowait(spoken)
+            except trio.WouldBlock:
+                log.info("a call's client does not play its replies; a piece was not spoken")
+                return
+            self._unfinished = spoken.message_id
 
     async def speak(self) -> AsyncIterator[str]:
         """``ReceiveAudio``: every reply from now on, as base64 chunks of audio."""
@@ -262,8 +275,12 @@ class Call:
                     continue
                 async for chunk in self._play(spoken.message_id, spoken.text):
                     yield chunk
+                if spoken.last and self._unfinished == spoken.message_id:
+                    self._unfinished = None
         finally:
             self._speaking = False
+            self._unfinished = None
+            self._drop_waiting(interrupted=False)  # the next ReceiveAudio starts afresh
 
     async def _play(self, message_id: str, text: str) -> AsyncIterator[str]:
         self._reply, self._barged = message_id, trio.Event()
@@ -282,9 +299,7 @@ class Call:
             with trio.move_on_at(self._play_until):  # still playing on the client
                 await self._barged.wait()
             if self._barged.is_set():
-                self._interrupted.append(message_id)
-                self._drop_waiting()
-                await self._caller.send("AudioInterrupted", AudioInterrupted(message_id))
+                await self._interrupt(message_id)
         finally:
             self._reply = None
 
@@ -307,17 +322,31 @@ class Call:
             await self._caller.send("Error", fault.event())
             return b""
 
-    def barge_in(self) -> None:
-        """The caller started speaking: stop the reply being played (or prepared)."""
+    async def barge_in(self) -> None:
+        """The caller started speaking: stop the reply being played or prepared,
+        or waiting for its next sentence."""
         if self._reply is not None:
-            self._barged.set()
+            self._barged.set()  # the player stops after its chunk, and says so
+        elif self._unfinished is not None:
+            await self._interrupt(self._unfinished)
 
-    def _drop_waiting(self) -> None:
+    async def _interrupt(self, message_id: str) -> None:
+        """Drop the rest of the reply (and what waits behind it); ``AudioInterrupted``."""
+        self._interrupted.append(message_id)
+        self._unfinished = None
+        self._drop_waiting(interrupted=True)
+        await self._caller.send("AudioInterrupted", AudioInterrupted(message_id))
+
+    def _drop_waiting(self, *, interrupted: bool) -> None:
+        """Empty the speaker's queue; with ``interrupted``, the replies dropped
+        say no more either."""
         while True:
             try:
-                self._replies.receive_nowait()
+                spoken = self._replies.receive_nowait()
             except trio.WouldBlock:
                 return
+            if interrupted and spoken.message_id not in self._interrupted:
+                self._interrupted.append(spoken.message_id)
 
     # -- the caller's speech ------------------------------------------------------------------
 
@@ -442,7 +471,7 @@ class _Upload:
             raise
         pcm = self._decoded(chunk)
         if any(isinstance(cut, UtteranceStarted) for cut in self._detector.feed(pcm)):
-            self._call.barge_in()
+            await self._call.barge_in()
         return pcm
 
     def _decoded(self, chunk: Any) -> bytes:

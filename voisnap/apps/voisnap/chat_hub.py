@@ -47,7 +47,7 @@ class VoisnapChatHub(VoisnapHub):
             raise HubError(str(error)) from None
         said = Said(
             self.owner, conversation.session_id, conversation.agent_id, request.content,
-            channel_id=CHANNEL,
+            channel_id=CHANNEL, metadata=request.metadata,
         )
         accepted = await accept(chat, said)
         if accepted.created:

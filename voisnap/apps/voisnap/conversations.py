@@ -18,21 +18,26 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import re
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import attrs
 import trio
 
 from ...agents.registry import AgentRegistry, InactiveAgent, UnknownAgent
 from ...clock import Clock
+from ...failures import report_client_error
 from ...storage.base import Conversation, ConversationLink, Owner, Refusal, Store
 from ..chat.intake import VOISNAP_CALL, VOISNAP_CHAT, is_voice_session, is_voisnap_session
 from . import errors
 from .errors import VoisnapFault
 
 __all__ = ["Conversations", "is_voice_session", "is_voisnap_session"]
+
+log = logging.getLogger(__name__)
 
 PREFIXES = {"chat": VOISNAP_CHAT, "voice": VOISNAP_CALL}
 MAX_ID = 128
@@ -75,13 +80,24 @@ class Conversations:
         self._renewal = renewal
         self._local: dict[str, dict[str, Callable[[str], None]]] = {}
         """Session id -> this process's connections of it, each with its abort."""
+        self._links: dict[str, ConversationLink] = {}
+        """Connection id -> its link: what this process holds, renewed by ``run``."""
+        self._opening: set[str] = set()
+        """Connections whose link is being written: a renewal must not take it for stale."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Keep this process's links alive (the service, in the server's nursery)."""
+        """Keep this process's links alive (the service, in the server's nursery).
+        A failed renewal (the store is down) is reported and tried again next time."""
         task_status.started()
         while True:
             await trio.sleep(self._renewal)
-            await self._store.renew_conversation_links(self._node, self._clock.now() + self._lease)
+            until = self._clock.now() + self._lease
+            try:
+                await self._store.renew_conversation_links(
+                    self._node, list(self._links.values()), until, opening=set(self._opening)
+                )
+            except Exception as error:  # the store's own errors, and its drivers'
+                report_client_error(log, "Voisnap session leases were not renewed", repr(error))
 
     async def open(
         self, owner: Owner, connection_id: str, query: Mapping[str, str], hub: str,
@@ -107,6 +123,28 @@ class Conversations:
             connection_id, session_id or new_session_id(hub), owner.tenant_id, self._node,
             now + self._lease,
         )
+        self._opening.add(connection_id)
+        try:
+            conversation, resumed = await self._start_or_resume(
+                owner, hub, link, session_id, agent_id, metadata, language
+            )
+        finally:
+            self._opening.discard(connection_id)
+        self._local.setdefault(conversation.session_id, {})[connection_id] = abort
+        self._links[connection_id] = attrs.evolve(link, session_id=conversation.session_id)
+        return conversation, resumed
+
+    async def _start_or_resume(
+        self,
+        owner: Owner,
+        hub: str,
+        link: ConversationLink,
+        session_id: str | None,
+        agent_id: str,
+        metadata: dict[str, Any] | None,
+        language: str | None,
+    ) -> tuple[Conversation, bool]:
+        now = self._clock.now()
         if session_id is None:
             conversation = Conversation(
                 link.session_id, owner, agent_id, hub, now, metadata=metadata, language=language
@@ -128,14 +166,16 @@ class Conversations:
             )
         if refusal is Refusal.GONE or conversation is None:
             raise _gone(session_id)
-        self._local.setdefault(conversation.session_id, {})[connection_id] = abort
         return conversation, resumed
 
     async def leave(self, session_id: str, connection_id: str) -> None:
+        """The connection let go (a failure here is made up for by the next
+        renewal, which drops the links no connection holds)."""
         connections = self._local.get(session_id, {})
         connections.pop(connection_id, None)
         if not connections:
             self._local.pop(session_id, None)
+        self._links.pop(connection_id, None)
         await self._store.leave_conversation(connection_id, self._clock.now())
 
     async def end(self, owner: Owner, session_id: str, reason: str) -> bool:

@@ -64,6 +64,16 @@ class VoisnapFace:
             self._streamed[task.task_id] = []
             await self._send(task, "TypingIndicator", TypingIndicator(True))
 
+    async def status(self, task: Task, status: str, detail: str | None) -> None:
+        if status == "resuming":  # after a wait, perhaps in another process
+            await self.started(task)
+
+    async def waiting(self, task: Task, request: Any) -> None:
+        """The agent waits for a person (hours, perhaps): it types no more for now."""
+        self._sentences.pop(task.task_id, None)
+        if self._streamed.pop(task.task_id, None) is not None:
+            await self._send(task, "TypingIndicator", TypingIndicator(False))
+
     async def chunk(self, task: Task, delta: str, is_final: bool) -> None:
         if not delta:
             return
@@ -116,10 +126,16 @@ class VoisnapFace:
             await self._final(task, reply_id(task.task_id), produced)
 
     async def failed(self, task: Task, error: str) -> None:
+        """Also when another process failed the task (its runner's lease lapsed):
+        then this process has nothing of it, and typing still ends here."""
         if not is_voisnap_session(task.session_id):
             return
-        self._sentences.pop(task.task_id, None)
-        if self._streamed.pop(task.task_id, None) is not None:
+        sentences = self._sentences.pop(task.task_id, None)
+        if sentences is not None:  # the agent's transcript ends with what it said
+            spoken = Spoken(reply_id(task.task_id), "", sentences.said, True)
+            await self._speech.say(task.session_id, spoken)
+        self._streamed.pop(task.task_id, None)
+        if not is_voice_session(task.session_id):
             await self._send(task, "TypingIndicator", TypingIndicator(False))
         fault = Error(
             errors.LLM_PROVIDER_ERROR, f"The agent could not reply: {error}", recoverable=True

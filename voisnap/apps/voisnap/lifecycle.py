@@ -13,12 +13,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+import trio
 
 from ...agents.registry import AgentRegistry
 from ...errors import HubError
 from ...hubs.hub import Hub, invocation_of
 from ...protocol import InvocationMessage
-from ...storage.base import Conversation, Owner
+from ...storage.base import Conversation, Owner, TaskState
 from ..chat.hub import ChatServices
 from . import errors
 from .conversations import Conversations
@@ -26,6 +27,8 @@ from .errors import VoisnapFault
 from .events import ConversationEnded, SessionEnded, SessionStarted
 from .face import session_group
 
+LETTING_GO = 5.0
+"""Seconds a connection that failed to start has to give back its place."""
 CONVERSATION = "voisnap.conversation"
 """Connection item: the connection's ``Conversation``, once it started."""
 ENDED_BY_USER = "ended_by_user"
@@ -70,13 +73,27 @@ class VoisnapHub(Hub):
         except VoisnapFault as fault:
             await self._fail(fault)
             return
-        context.items[CONVERSATION] = conversation
-        await self.groups.add(context.connection_id, session_group(conversation.session_id))
-        started = SessionStarted(conversation.session_id, conversation.agent_id, resumed)
-        await self.clients.caller.send("SessionStarted", started)
+        try:
+            context.items[CONVERSATION] = conversation
+            await self._join(conversation)
+            started = SessionStarted(conversation.session_id, conversation.agent_id, resumed)
+            await self.clients.caller.send("SessionStarted", started)
+        except BaseException:
+            # A client gone in the middle (cancelled), or a failure: on_disconnected
+            # will not run, so the place in the tenant's limit is given back here.
+            with trio.CancelScope(shield=True), trio.move_on_after(LETTING_GO):
+                await self._leave()
+            raise
+
+    async def _join(self, conversation: Conversation) -> None:
+        """Everything a connection of ``conversation`` takes part in."""
+        await self.groups.add(self.context.connection_id, session_group(conversation.session_id))
 
     async def on_disconnected(self, error: Exception | None) -> None:
-        conversation = self.context.items.get(CONVERSATION)
+        await self._leave()
+
+    async def _leave(self) -> None:
+        conversation = self.context.items.pop(CONVERSATION, None)
         if conversation is not None:
             await self.services.conversations.leave(
                 conversation.session_id, self.context.connection_id
@@ -125,14 +142,15 @@ class VoisnapHub(Hub):
             )
         self.context.abort()
 
-    async def _cancel_reply(self) -> bool:
-        """Stop the reply being generated, if one is; True if one was."""
+    async def _cancel_reply(self) -> None:
+        """Stop the replies being generated or waiting to be (a message sent
+        while the agent was still answering the one before), if any."""
         chat = self.services.chat
-        task = await chat.store.latest_session_task(self.owner, self.conversation.session_id)
-        if task is None or task.state.finished:
-            return False
-        await chat.runtime.cancel(task, self.context.user_id)
-        return True
+        session_id = self.conversation.session_id
+        unfinished = (TaskState.QUEUED, TaskState.RUNNING, TaskState.WAITING)
+        for task in await chat.store.list_tasks(self.owner, states=unfinished, limit=100):
+            if task.session_id == session_id:
+                await chat.runtime.cancel(task, self.context.user_id)
 
     @classmethod
     def token_expired_notice(cls, items: Mapping[str, Any]) -> Sequence[InvocationMessage]:

@@ -20,11 +20,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ...errors import HubError
+from ...storage.base import Conversation
 from . import errors
 from .audio_formats import FORMATS, LINEAR16
 from .calls import Call
 from .errors import VoisnapFault
-from .lifecycle import CONVERSATION, VoisnapHub
+from .lifecycle import VoisnapHub
 
 CALL = "voisnap.call"  # connection item: the connection's Call
 
@@ -34,8 +35,7 @@ class VoisnapVoiceHub(VoisnapHub):
 
     async def on_connected(self) -> None:
         encoding = self.context.query.get("encoding", LINEAR16.name)
-        audio_format = FORMATS.get(encoding)
-        if audio_format is None:
+        if encoding not in FORMATS:
             names = " or ".join(FORMATS)
             fault = VoisnapFault(
                 errors.INVALID_REQUEST,
@@ -44,20 +44,21 @@ class VoisnapVoiceHub(VoisnapHub):
             )
             return await self._fail(fault)
         await super().on_connected()
-        conversation = self.context.items.get(CONVERSATION)
-        if conversation is None:
-            return  # refused: the Error is sent and the connection closes
+
+    async def _join(self, conversation: Conversation) -> None:
+        await super()._join(conversation)
+        audio_format = FORMATS[self.context.query.get("encoding", LINEAR16.name)]
         call = Call(
             self.services.calls, self.clients.caller, self.owner, conversation, audio_format
         )
         self.context.items[CALL] = call
         await self.services.calls.join(call)
 
-    async def on_disconnected(self, error: Exception | None) -> None:
+    async def _leave(self) -> None:
         call = self.context.items.pop(CALL, None)
         if call is not None:
             self.services.calls.leave(call)
-        await super().on_disconnected(error)
+        await super()._leave()
 
     async def send_audio(self, audio_chunks: AsyncIterator[Any]) -> None:
         """The caller's speech, until the client completes the stream."""
