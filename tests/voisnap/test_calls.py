@@ -7,7 +7,9 @@ by the tests with a server)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -58,6 +60,28 @@ def new_call(caller: Caller) -> Call:
     return call
 
 
+@contextlib.asynccontextmanager
+async def on_the_line(
+    call: Call, on_chunk: Callable[[list[str]], Awaitable[None]] | None = None,
+) -> AsyncIterator[list[str]]:
+    """The call's relay and a client reading ``ReceiveAudio`` (``on_chunk``
+    after each chunk); the chunks it got."""
+    chunks: list[str] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(call.relay_replies)
+
+        async def listen() -> None:
+            async for chunk in call.speak():
+                chunks.append(chunk)
+                if on_chunk is not None:
+                    await on_chunk(chunks)
+
+        nursery.start_soon(listen)
+        await settle()
+        yield chunks
+        nursery.cancel_scope.cancel()
+
+
 async def settle() -> None:
     """Until everything waits (the player, perhaps, for its next chunk's time)."""
     await trio.testing.wait_all_tasks_blocked()
@@ -73,20 +97,10 @@ async def test_pieces_are_transcribed_and_spoken_in_order(
 ) -> None:
     caller = Caller()
     call = new_call(caller)
-    chunks: list[str] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(call.relay_replies)
-
-        async def listen() -> None:
-            async for chunk in call.speak():
-                chunks.append(chunk)
-
-        nursery.start_soon(listen)
-        await settle()
+    async with on_the_line(call) as chunks:
         call.hear(Spoken(X, "Hello there.", "Hello there.", False))
         call.hear(Spoken(X, " Goodbye.", "Hello there. Goodbye.", True))
         await play_out()
-        nursery.cancel_scope.cancel()
     transcripts = caller.events("Transcript")
     assert [(t.text, t.is_final) for t in transcripts] == [
         ("Hello there.", False), ("Hello there. Goodbye.", True)]
@@ -98,18 +112,12 @@ async def test_barge_in_while_playing_and_the_rest_is_neither_said_nor_shown(
 ) -> None:
     caller = Caller()
     call = new_call(caller)
-    chunks: list[str] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(call.relay_replies)
 
-        async def listen() -> None:
-            async for chunk in call.speak():
-                chunks.append(chunk)
-                if len(chunks) == 3:
-                    await call.barge_in()  # the caller talks over the third chunk
+    async def talk_over_the_third(chunks: list[str]) -> None:
+        if len(chunks) == 3:
+            await call.barge_in()
 
-        nursery.start_soon(listen)
-        await settle()
+    async with on_the_line(call, talk_over_the_third) as chunks:
         call.hear(Spoken(X, "This is a long first sentence of the reply.", "...", False))
         await settle()
         call.hear(Spoken(X, " And a second one.", "... And a second one.", True))
@@ -118,7 +126,6 @@ async def test_barge_in_while_playing_and_the_rest_is_neither_said_nor_shown(
         heard = len(chunks)
         call.hear(Spoken(Y, "A new reply.", "A new reply.", True))
         await play_out()
-        nursery.cancel_scope.cancel()
     assert heard == 3  # nothing of X after the barge-in
     assert len(chunks) == heard + 30  # Y is spoken, whole
     texts = [t.text for t in caller.events("Transcript")]
@@ -130,23 +137,13 @@ async def test_barge_in_between_two_sentences_of_a_reply(
 ) -> None:
     caller = Caller()
     call = new_call(caller)
-    chunks: list[str] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(call.relay_replies)
-
-        async def listen() -> None:
-            async for chunk in call.speak():
-                chunks.append(chunk)
-
-        nursery.start_soon(listen)
-        await settle()
+    async with on_the_line(call) as chunks:
         call.hear(Spoken(X, "First.", "First.", False))
         await play_out()  # the agent is still writing the next sentence
         played = len(chunks)
         await call.barge_in()
         call.hear(Spoken(X, " Second.", "First. Second.", True))
         await settle()
-        nursery.cancel_scope.cancel()
     assert [i.message_id for i in caller.events("AudioInterrupted")] == [X]
     assert len(chunks) == played == 10
     assert [t.text for t in caller.events("Transcript")] == ["First."]
