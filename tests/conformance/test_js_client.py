@@ -314,7 +314,7 @@ def test_shutdown_closes_clients_and_exits_zero(
         code = server.stop(signal.SIGTERM)
         took = time.monotonic() - began
         result = client.result()
-    assert code == 0
+    assert code == 0, "".join(server.stderr_lines[-40:])
     assert took < 4.0, f"voisnap serve took {took:.1f} s to exit after SIGTERM"
     assert result["error"] == "Server returned an error on close: Server is shutting down."
 

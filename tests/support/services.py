@@ -135,12 +135,13 @@ class ServiceProcess:
             self.on_first_start()
         return self
 
-    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
-        """Signal the PID we started, then SIGKILL it after ``timeout``; its exit status."""
+    def stop(self, timeout: float = STOP_TIMEOUT, *, sig: int | None = None) -> int | None:
+        """Signal the PID we started (``sig``, else the server's own stop signal), then
+        SIGKILL it after ``timeout``; its exit status."""
         if self.process is None:
             return None
         if self.process.poll() is None:
-            self.process.send_signal(self.stop_signal)
+            self.process.send_signal(self.stop_signal if sig is None else sig)
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:

@@ -71,6 +71,9 @@ def create_product(settings: Settings) -> HubServer:
     sophon, voisnap = settings.sophon_hubs_prefix, settings.voisnap_hubs_prefix
     server.mount(f"{sophon}/playground", PlaygroundHub)
     store = open_store(settings)
+    # Services stop in the reverse order of their start: the store, which the
+    # others use, opens first and closes last.
+    server.add_service(partial(keep_open, store))
     agents = load_agents(settings.agents_file, settings.agent_token_delay)
     chat = server.mount(f"{sophon}/chat", ChatHub)
     tasks = server.mount(f"{sophon}/tasks", TasksHub, services=store)
@@ -160,7 +163,6 @@ def create_product(settings: Settings) -> HubServer:
     server.add_routes(VoiceRest(store, voice_defaults).routes())
     approvals.services = runtime.decisions
     runs = discussion.services = Runs(store, agents, runtime, faces)
-    server.add_service(partial(keep_open, store))
     server.add_service(runtime.run)
     server.add_service(nodes.run)
     server.add_service(license_watch.run)

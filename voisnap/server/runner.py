@@ -2,7 +2,9 @@
 
 Structured concurrency, outermost first (every task has a visible owner):
 
-    lifespan nursery   the apps' services (store, task runtime), hypercorn's ASGI lifespan
+    lifespan nursery   hypercorn's ASGI lifespan
+      services         one nursery each (the store, the task runtime...): started in
+                       order, stopped in the reverse order once the connections are gone
       connections      one task per TCP connection (hub WebSocket or hypercorn)
         main           the accept loop, the heartbeat, and the wait for SIGINT/SIGTERM
 
@@ -18,14 +20,15 @@ import logging
 import resource
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import trio
 
 from .app import VoisnapApp
 from .collector import install_collector
 from .front_door import FrontDoor
-from .hub_server import HubServer
+from .hub_server import HubServer, Service
 from .hypercorn_bridge import HypercornBridge
 
 log = logging.getLogger(__name__)
@@ -70,28 +73,62 @@ async def serve(
     front_door = FrontDoor(hubs, bridge)
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as lifespan:
-            for service in hubs.services:  # the store opens, the task runtime recovers...
-                await lifespan.start(service)
-            await bridge.start(lifespan)
-            # What exists now lives as long as the server: keep it out of every
-            # future collection, so that full collections stay short.
-            gc.collect()
-            gc.freeze()
-            install_collector()
-            async with trio.open_nursery() as connections:
-                hubs.attach(connections)
-                async with trio.open_nursery() as main:
-                    main.start_soon(front_door.serve, listener, connections)
-                    main.start_soon(hubs.run_heartbeat)
-                    ready(f"voisnap listening on {url_of(listener, settings.tls)}")
-                    async for signum in signals:
-                        log.info("received %s, shutting down", signal.Signals(signum).name)
-                        break
-                    main.cancel_scope.cancel()
-                listener.close()
-                await _shut_down(hubs, bridge)
-                connections.cancel_scope.cancel()
+            async with services_running(hubs.services):
+                await bridge.start(lifespan)
+                # What exists now lives as long as the server: keep it out of every
+                # future collection, so that full collections stay short.
+                gc.collect()
+                gc.freeze()
+                install_collector()
+                await _serve_connections(hubs, front_door, listener, signals, ready)
+            # Only now: cancelling the lifespan first would stop the services all at once.
             lifespan.cancel_scope.cancel()
+
+
+async def _serve_connections(
+    hubs: HubServer,
+    front_door: FrontDoor,
+    listener: socket.socket,
+    signals: AsyncIterator[int],
+    ready: Callable[[str], None],
+) -> None:
+    """Accept connections until a signal; then stop accepting and close every
+    connection, each with a goodbye, within ``shutdown_timeout``."""
+    async with trio.open_nursery() as connections:
+        hubs.attach(connections)
+        async with trio.open_nursery() as main:
+            main.start_soon(front_door.serve, listener, connections)
+            main.start_soon(hubs.run_heartbeat)
+            ready(f"voisnap listening on {url_of(listener, hubs.settings.tls)}")
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                break
+            main.cancel_scope.cancel()
+        listener.close()
+        await _shut_down(hubs, front_door.bridge)
+        connections.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def services_running(services: Iterable[Service]) -> AsyncIterator[None]:
+    """Start the services in order (the store opens, the task runtime
+    recovers...) and stop them in the reverse order. A service may use those
+    started before it: stopped all at once, the store could close under a task
+    runtime still claiming work."""
+    async with AsyncExitStack() as stack:
+        for service in services:
+            await stack.enter_async_context(_service_running(service))
+        yield
+
+
+@asynccontextmanager
+async def _service_running(service: Service) -> AsyncIterator[None]:
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service)
+        try:
+            yield
+        finally:
+            nursery.cancel_scope.cancel()
 
 
 async def _shut_down(hubs: HubServer, bridge: HypercornBridge) -> None:

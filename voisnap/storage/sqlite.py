@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from .base import Owner, StoreError
+from .base import Owner, StoreError, StoreUnavailable
 from .sql import Database, SqlStore
 from .sql_documents import fts5_query
 
@@ -412,7 +412,8 @@ class SqliteStore(SqlStore):
 
         def transaction() -> T:
             db = self._db
-            assert db is not None, "open() the store first"
+            if db is None:  # not opened yet, or closed while this waited its turn
+                raise StoreUnavailable("The store is closed.")
             # IMMEDIATE: take the write lock at the start, so that a read and
             # the write that depends on it see no other process in between.
             db.execute("BEGIN IMMEDIATE")
@@ -443,9 +444,12 @@ class SqliteStore(SqlStore):
         self._db = await trio.to_thread.run_sync(connect, limiter=self._one_at_a_time)
 
     async def aclose(self) -> None:
-        if self._db is not None:
-            db, self._db = self._db, None
-            await trio.to_thread.run_sync(db.close, limiter=self._one_at_a_time)
+        def close() -> None:  # in turn: never under a transaction that runs
+            if self._db is not None:
+                db, self._db = self._db, None
+                db.close()
+
+        await trio.to_thread.run_sync(close, limiter=self._one_at_a_time)
 
     # -- documents: the FTS5 index beside document_chunks (storage.sql_documents) --
 
