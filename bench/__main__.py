@@ -13,6 +13,7 @@
     python -m bench voice                     # N real-time StreamAudio streams (voisnap only),
                                               # then the VoiceHub's round trip
     python -m bench voice --part call         # only the VoiceHub's round trip
+    python -m bench voice --part webrtc       # only a browser's WebRtcHub call (Chromium)
 
 Every target runs the same scenario with the same Node load generator, one after
 the other, in one run. Results go to ``bench/results/<time>-<scenario>.json``
@@ -125,6 +126,7 @@ def _voice(quick: bool, part: str | None) -> None:
     the StreamAudio streams, then the VoiceHub's round trip (``--part`` for one)."""
     from .voice import run_voice, summarize_voice  # loads espeak-ng's and jiwer's parts
     from .voice_call import run_call, summarize_call
+    from .voice_webrtc import run_webrtc, summarize_webrtc
 
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -134,6 +136,8 @@ def _voice(quick: bool, part: str | None) -> None:
         result["call"] = {"default": run_call(quick)}
         if not quick:
             result["call"]["fast_agent"] = run_call(quick, token_delay=0.001)
+    if part in (None, "webrtc"):
+        result["webrtc"] = run_webrtc(quick)
     path = RESULTS / f"{stamp}-voice.json"
     path.write_text(json.dumps(result, indent=2))
     if "levels" in result:
@@ -142,6 +146,8 @@ def _voice(quick: bool, part: str | None) -> None:
         print("voice call (VoiceHub round trip, agent sophon):")
     for name, call in result.get("call", {}).items():
         print(summarize_call(name, call))
+    if "webrtc" in result:
+        print(summarize_webrtc(result["webrtc"]))
     print(f"results: {path}")
 
 
@@ -221,7 +227,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--subscribers", type=int, default=0, help="override the scenario's N")
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument(
-        "--part", choices=["streams", "call"], help="voice: only StreamAudio, or only the call"
+        "--part", choices=["streams", "call", "webrtc"],
+        help="voice: only StreamAudio, only the VoiceHub call, or only the browser's WebRTC call"
     )
     parser.add_argument("--url", help="bench a voisnap already running at this http:// URL")
     parser.add_argument("--token", default="", help="an access token for --url")

@@ -205,6 +205,25 @@ class Settings:
         "seconds a Voisnap session with no connection may still be resumed with ?sessionId=",
         validator=attrs.validators.gt(0),
     )
+    ice_servers: tuple[str, ...] = repeatable(
+        "STUN or TURN server for WebRtcHub calls: stun:HOST:PORT or "
+        "turn:USER:CREDENTIAL@HOST:PORT (repeatable)",
+        flag="--ice-server",
+        separator=",",
+    )
+    webrtc_host: str | None = setting(
+        None, "the one address of voisnap's WebRTC host candidates (default: every address)"
+    )
+    webrtc_connect_timeout: float = setting(
+        20.0,
+        "seconds a WebRtcHub peer connection has from the answer to connect; then WEBRTC_FAILED",
+        validator=attrs.validators.gt(0),
+    )
+    max_webrtc_sessions: int = setting(
+        100,
+        "WebRtcHub peer connections at once in one process; beyond it: SESSION_LIMIT_REACHED",
+        validator=attrs.validators.ge(1),
+    )
     node_heartbeat_interval: float = setting(
         30.0,
         "seconds between a node's heartbeats; a node that misses two is offline",

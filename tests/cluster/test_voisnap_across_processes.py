@@ -18,12 +18,20 @@ from tests.cluster.conftest import StartCluster
 from tests.support.cluster import Cluster
 from tests.support.node import run_scenario
 from tests.voisnap.test_voice_hub_js import converse, heard, speech  # noqa: F401  (a fixture)
+from tests.voisnap.test_webrtc_browser import (  # noqa: F401  (fixtures)
+    assert_whole_call,
+    call,
+    microphone,
+    page_port,
+)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def cluster(request: pytest.FixtureRequest, start_cluster: StartCluster) -> Cluster:
+def cluster(request: pytest.FixtureRequest, start_cluster: StartCluster,
+            page_port: int) -> Cluster:  # noqa: F811
     settings = {"agent_token_delay": "0.005", "max_sessions_per_tenant": "2",
-                "keep_alive_interval": "1", "client_timeout": "5"}
+                "keep_alive_interval": "1", "client_timeout": "20",
+                "webrtc_host": "127.0.0.1", "cors_origins": f"http://127.0.0.1:{page_port}"}
     if request.param == "postgres":
         postgres = request.getfixturevalue("postgres_server")
         postgres.start()
@@ -96,3 +104,23 @@ def test_a_call_hears_a_reply_produced_by_the_other_process(
     assert len(agent) == 2
     assert max(c["loudness"] for c in seen["chunks"]) > 3000
     assert [e for e in seen["events"] if e["name"] in ("Error", "AudioInterrupted")] == []
+
+
+@pytest.mark.parametrize("cluster", ["sqlite"], indirect=True)
+def test_a_browser_call_hears_a_reply_produced_by_the_other_process(
+    cluster: Cluster, page_port: int, microphone: Path,  # noqa: F811
+) -> None:
+    """A WebRtcHub call in Chromium on process 0, whose agent runs on process 1:
+    the reply's speech crosses on Redis to the process that holds the peer
+    connection, and the browser hears it."""
+    near = cluster.nodes[0]
+
+    class Near:  # call() takes a server: the near process, with the cluster's tokens
+        url = near.url
+
+        @staticmethod
+        def token(user: str, tenant: str) -> str:
+            return cluster.token(user, tenant=tenant)
+
+    (summary,) = call(Near, page_port, microphone, user="browser")  # type: ignore[arg-type]
+    assert_whole_call(summary)

@@ -17,6 +17,7 @@ from ..agents.runtime import Leases, RequestTimeouts, TaskRuntime
 from ..agents.tools import Toolbox
 from ..clock import SystemClock
 from ..config import Settings
+from ..islands.webrtc import MediaWorker, parse_ice_server
 from ..nodes import Nodes, NodeSignals
 from ..server.factory import create_server
 from ..server.hub_server import HubServer
@@ -58,6 +59,8 @@ from .voisnap import (
     VoisnapFace,
     VoisnapServices,
     VoisnapVoiceHub,
+    VoisnapWebRtcHub,
+    WebRtcMedia,
 )
 
 DATABASE = "voisnap.db"
@@ -82,6 +85,7 @@ def create_product(settings: Settings) -> HubServer:
     notify = server.mount(f"{sophon}/notifications", NotificationsHub)
     voisnap_chat = server.mount(f"{voisnap}/chat", VoisnapChatHub)
     voisnap_voice = server.mount(f"{voisnap}/voice", VoisnapVoiceHub)
+    voisnap_webrtc = server.mount(f"{voisnap}/webrtc", VoisnapWebRtcHub)
     notifications = Notifications(store, notify.router)
     insights = Insights(store, notifications)
     license_watch = LicenseWatch(
@@ -96,7 +100,7 @@ def create_product(settings: Settings) -> HubServer:
         SophonOnly(ApprovalsEvents(approvals.router)),
         DiscussionFace(discussion.router),
         WorkflowFace(store, notifications),
-        VoisnapFace(voisnap_chat.router, voisnap_voice.router, calls),
+        VoisnapFace(voisnap_chat.router, (voisnap_voice.router, voisnap_webrtc.router), calls),
     )
     clock = SystemClock()
     nodes = Nodes(
@@ -153,9 +157,17 @@ def create_product(settings: Settings) -> HubServer:
         lease=settings.task_lease,
         renewal=settings.task_lease_renewal,
     )
-    voisnap_chat.services = voisnap_voice.services = VoisnapServices(
-        conversations, chat_services, agents, calls
+    webrtc = WebRtcMedia(
+        MediaWorker(
+            [parse_ice_server(url) for url in settings.ice_servers], settings.webrtc_host
+        ),
+        most=settings.max_webrtc_sessions,
+        connect_timeout=settings.webrtc_connect_timeout,
     )
+    server.add_service(webrtc.worker.run)
+    server.statistics_sources["webrtc"] = webrtc.statistics
+    voisnap_services = VoisnapServices(conversations, chat_services, agents, calls, webrtc)
+    voisnap_chat.services = voisnap_voice.services = voisnap_webrtc.services = voisnap_services
     server.add_service(calls.run)
     server.add_service(conversations.run)
     server.add_service(sphinx.run)

@@ -1,4 +1,4 @@
-"""The Voisnap hubs: ChatHub and VoiceHub, another face of the same runtime
+"""The Voisnap hubs: ChatHub, VoiceHub and WebRtcHub, another face of the same runtime
 (docs/hubs/voisnap.md)."""
 
 from .calls import Calls, CallSettings
@@ -7,6 +7,7 @@ from .conversations import Conversations, is_voisnap_session
 from .face import SophonOnly, VoisnapFace
 from .lifecycle import VoisnapServices
 from .voice_hub import VoisnapVoiceHub
+from .webrtc_hub import VoisnapWebRtcHub, WebRtcMedia
 
 __all__ = [
     "CallSettings",
@@ -17,5 +18,7 @@ __all__ = [
     "VoisnapFace",
     "VoisnapServices",
     "VoisnapVoiceHub",
+    "VoisnapWebRtcHub",
+    "WebRtcMedia",
     "is_voisnap_session",
 ]

@@ -33,7 +33,8 @@ import base64
 import binascii
 import collections
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import attrs
@@ -125,12 +126,17 @@ class Calls:
     def store(self) -> Any:
         return self._chat.store
 
+    def start_soon(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run ``work`` beside the calls, for as long as the server: it must
+        keep its own errors (``relay_replies``, a browser call's media)."""
+        assert self._nursery is not None, "run() the service first"
+        self._nursery.start_soon(work)
+
     async def join(self, call: Call) -> None:
         session_id = call.conversation.session_id
         calls = self._calls.setdefault(session_id, set())
         calls.add(call)
-        assert self._nursery is not None, "run() the service first"
-        self._nursery.start_soon(call.relay_replies)
+        self.start_soon(call.relay_replies)
         if len(calls) == 1:
             listener = _SpeechListener(self, session_id)
             await self._cluster.subscriptions.hold(names.speech_channel(session_id), listener)
@@ -264,6 +270,11 @@ class Call:
 
     async def speak(self) -> AsyncIterator[str]:
         """``ReceiveAudio``: every reply from now on, as base64 chunks of audio."""
+        async for chunk in self.speak_audio():
+            yield base64.b64encode(chunk).decode()
+
+    async def speak_audio(self) -> AsyncIterator[bytes]:
+        """Every reply from now on, as chunks of audio in the call's format."""
         if self._speaking:
             raise VoisnapFault(
                 errors.INVALID_REQUEST, "This call is already receiving audio.", recoverable=True
@@ -282,7 +293,7 @@ class Call:
             self._unfinished = None
             self._drop_waiting(interrupted=False)  # the next ReceiveAudio starts afresh
 
-    async def _play(self, message_id: str, text: str) -> AsyncIterator[str]:
+    async def _play(self, message_id: str, text: str) -> AsyncIterator[bytes]:
         self._reply, self._barged = message_id, trio.Event()
         try:
             audio = await self._synthesize(text)
@@ -295,7 +306,7 @@ class Call:
                     await self._barged.wait()
                 if self._barged.is_set():
                     break
-                yield base64.b64encode(audio[offset : offset + size]).decode()
+                yield audio[offset : offset + size]
             with trio.move_on_at(self._play_until):  # still playing on the client
                 await self._barged.wait()
             if self._barged.is_set():
@@ -351,18 +362,26 @@ class Call:
     # -- the caller's speech ------------------------------------------------------------------
 
     async def listen(self, upload: AsyncIterator[Any]) -> None:
-        """``SendAudio``: transcribe the upload until it ends."""
+        """``SendAudio``: transcribe the upload (base64 chunks) until it ends."""
+        most = self._calls.settings.max_chunk_bytes
+        await self.listen_audio(upload, partial(_checked, decode=self._format.decoder(), most=most))
+
+    async def listen_audio(
+        self, upload: AsyncIterator[Any], decoded: Callable[[Any], bytes] = bytes
+    ) -> None:
+        """Transcribe the upload until it ends; ``decoded`` makes each of its
+        chunks the pipeline's PCM (or raises ``VoisnapFault``)."""
         if self.listening:
             raise VoisnapFault(
                 errors.INVALID_REQUEST, "This call is already sending audio.", recoverable=True
             )
         self.listening = True
         try:
-            await self._listen(upload)
+            await self._listen(upload, decoded)
         finally:
             self.listening = False
 
-    async def _listen(self, upload: AsyncIterator[Any]) -> None:
+    async def _listen(self, upload: AsyncIterator[Any], decoded: Callable[[Any], bytes]) -> None:
         settings = self._calls.settings
         store = self._calls.store
         preferences = await store.get_voice_preferences(self._owner) or settings.defaults
@@ -370,8 +389,7 @@ class Call:
             settings.defaults.provider
         ]
         detector = UtteranceCutter(preferences.pause)
-        decode = self._format.decoder()
-        chunks = _Upload(upload, decode, detector, self, settings.max_chunk_bytes)
+        chunks = _Upload(upload, decoded, detector, self)
         while not chunks.ended:
             try:
                 speech = await provider.open_stream(auto=True, pause=preferences.pause)
@@ -448,16 +466,14 @@ class _Upload:
     def __init__(
         self,
         upload: AsyncIterator[Any],
-        decode: Any,
+        decoded: Callable[[Any], bytes],
         detector: UtteranceCutter,
         call: Call,
-        max_chunk_bytes: int,
     ) -> None:
         self._upload = upload.__aiter__()
-        self._decode = decode
+        self._decoded = decoded
         self._detector = detector
         self._call = call
-        self._most = max_chunk_bytes
         self.ended = False
 
     def __aiter__(self) -> _Upload:
@@ -474,21 +490,23 @@ class _Upload:
             await self._call.barge_in()
         return pcm
 
-    def _decoded(self, chunk: Any) -> bytes:
-        if not isinstance(chunk, str):
-            raise _invalid("Each audio chunk must be a base64 string.")
-        if len(chunk) > (self._most + 2) // 3 * 4:
-            raise _invalid(f"An audio chunk may hold {self._most} bytes.")
-        try:
-            data = base64.b64decode(chunk, validate=True)
-        except (binascii.Error, ValueError) as error:
-            raise _invalid(f"An audio chunk is not base64: {error}") from None
-        if len(data) > self._most:
-            raise _invalid(f"An audio chunk may hold {self._most} bytes.")
-        try:
-            return self._decode(data)
-        except ValueError as error:
-            raise _invalid(f"An audio chunk could not be decoded: {error}") from None
+
+def _checked(chunk: Any, *, decode: Callable[[bytes], bytes], most: int) -> bytes:
+    """A client's chunk: a base64 string of at most ``most`` bytes, decoded."""
+    if not isinstance(chunk, str):
+        raise _invalid("Each audio chunk must be a base64 string.")
+    if len(chunk) > (most + 2) // 3 * 4:
+        raise _invalid(f"An audio chunk may hold {most} bytes.")
+    try:
+        data = base64.b64decode(chunk, validate=True)
+    except (binascii.Error, ValueError) as error:
+        raise _invalid(f"An audio chunk is not base64: {error}") from None
+    if len(data) > most:
+        raise _invalid(f"An audio chunk may hold {most} bytes.")
+    try:
+        return decode(data)
+    except ValueError as error:
+        raise _invalid(f"An audio chunk could not be decoded: {error}") from None
 
 
 def _invalid(message: str) -> VoisnapFault:

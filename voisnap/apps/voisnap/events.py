@@ -94,3 +94,22 @@ class AudioInterrupted:
     """The caller spoke over the agent: the rest of this reply's audio is dropped."""
 
     message_id: str
+
+
+# -- server to client: WebRtcHub -----------------------------------------------------------------
+
+
+@attrs.frozen
+class IceCandidate:
+    """One of voisnap's ICE candidates, as ``RTCIceCandidateInit``."""
+
+    candidate: str
+    sdp_mid: str | None
+    sdp_m_line_index: int | None
+
+
+@attrs.frozen
+class CallState:
+    """The peer connection's state as voisnap sees it."""
+
+    state: str

@@ -24,6 +24,7 @@ however many connections (tabs) the conversation has.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from ...agents.chat_job import reply_id
@@ -43,9 +44,9 @@ def session_group(session_id: str) -> str:
 
 
 class VoisnapFace:
-    def __init__(self, chat: Router, voice: Router, speech: Any) -> None:
+    def __init__(self, chat: Router, calls: Sequence[Router], speech: Any) -> None:
         self._chat = chat
-        self._voice = voice
+        self._calls = tuple(calls)  # the hubs of calls: VoiceHub, WebRtcHub
         self._speech = speech  # calls.Calls: says a piece of a reply in its call
         self._streamed: dict[str, list[str]] = {}
         """Task id -> the deltas sent so far (ChatHub tasks only, while they run)."""
@@ -53,9 +54,11 @@ class VoisnapFace:
         """Task id -> its reply, cut into sentences (VoiceHub tasks only, while they run)."""
 
     async def _send(self, task: Task, target: str, payload: Any) -> None:
-        router = self._voice if is_voice_session(task.session_id) else self._chat
+        routers = self._calls if is_voice_session(task.session_id) else (self._chat,)
         key = group_key(task.owner.tenant_id, session_group(task.session_id))
-        await router.send_group(key, invocation_of(target, (payload,)))
+        message = invocation_of(target, (payload,))
+        for router in routers:
+            await router.send_group(key, message)
 
     async def started(self, task: Task) -> None:
         if is_voice_session(task.session_id):

@@ -44,6 +44,8 @@ class VoisnapServices:
     agents: AgentRegistry
     calls: Any = None
     """``calls.Calls``: the VoiceHub's speech in and out."""
+    webrtc: Any = None
+    """``webrtc_hub.WebRtcMedia``: the WebRtcHub's media worker and places."""
 
 
 class VoisnapHub(Hub):
@@ -51,7 +53,7 @@ class VoisnapHub(Hub):
 
     services: VoisnapServices
     kind = ""
-    """``chat`` or ``voice``."""
+    """``chat`` or ``voice`` (VoiceHub and WebRtcHub: calls)."""
 
     @property
     def owner(self) -> Owner:

@@ -19,19 +19,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ...errors import HubError
-from ...storage.base import Conversation
 from . import errors
-from .audio_formats import FORMATS, LINEAR16
-from .calls import Call
+from .audio_formats import FORMATS, LINEAR16, AudioFormat
+from .call_hub import VoisnapCallHub
 from .errors import VoisnapFault
-from .lifecycle import VoisnapHub
-
-CALL = "voisnap.call"  # connection item: the connection's Call
 
 
-class VoisnapVoiceHub(VoisnapHub):
-    kind = "voice"
+class VoisnapVoiceHub(VoisnapCallHub):
 
     async def on_connected(self) -> None:
         encoding = self.context.query.get("encoding", LINEAR16.name)
@@ -45,20 +39,8 @@ class VoisnapVoiceHub(VoisnapHub):
             return await self._fail(fault)
         await super().on_connected()
 
-    async def _join(self, conversation: Conversation) -> None:
-        await super()._join(conversation)
-        audio_format = FORMATS[self.context.query.get("encoding", LINEAR16.name)]
-        call = Call(
-            self.services.calls, self.clients.caller, self.owner, conversation, audio_format
-        )
-        self.context.items[CALL] = call
-        await self.services.calls.join(call)
-
-    async def _leave(self) -> None:
-        call = self.context.items.pop(CALL, None)
-        if call is not None:
-            self.services.calls.leave(call)
-        await super()._leave()
+    def _audio_format(self) -> AudioFormat:
+        return FORMATS[self.context.query.get("encoding", LINEAR16.name)]
 
     async def send_audio(self, audio_chunks: AsyncIterator[Any]) -> None:
         """The caller's speech, until the client completes the stream."""
@@ -76,10 +58,3 @@ class VoisnapVoiceHub(VoisnapHub):
                 yield chunk
         except VoisnapFault as fault:
             await self._refuse(fault)
-
-    @property
-    def _call(self) -> Call:
-        call = self.context.items.get(CALL)
-        if call is None:
-            raise HubError("The call has not started.")
-        return call
