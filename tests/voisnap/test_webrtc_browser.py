@@ -26,7 +26,7 @@ from tests.conftest import FAST_SETTINGS
 from tests.support.node import run_scenario
 from tests.support.server import ServerProcess
 from tests.support.services import find_binary, free_port
-from tests.voice.conftest import PIZZA
+from tests.voice.conftest import HOME, PIZZA
 
 HUB = "/voisnap/hubs/webrtc"
 AGENT_AUDIO_RMS = 0.005  # the page's RMS of the received track; silence is 0
@@ -66,13 +66,32 @@ def microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return wav
 
 
+@pytest.fixture(scope="module")
+def interrupting_microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A caller who speaks again while the agent answers: the first sentence,
+    4 s of silence (the agent's 15 s introduction has begun), the second."""
+    folder = tmp_path_factory.mktemp("interrupting")
+    espeak, sox = find_binary("espeak-ng", "espeak-ng"), find_binary("sox", "sox")
+    parts = []
+    for name, text in (("first", PIZZA), ("second", HOME)):
+        parts.append(folder / f"{name}.wav")
+        subprocess.run([espeak, "-v", "en-us", "-s", "160", "-w", str(parts[-1]), text],
+                       check=True, timeout=60)
+    wav = folder / "microphone.wav"
+    padded = folder / "first-padded.wav"
+    subprocess.run([sox, str(parts[0]), str(padded), "pad", "1.5", "4"], check=True, timeout=60)
+    subprocess.run([sox, str(padded), str(parts[1]), "-r", "48000", str(wav), "pad", "0", "2.5"],
+                   check=True, timeout=60)
+    return wav
+
+
 def call(server: ServerProcess, page_port: int, microphone: Path, *, user: str,
-         hang_up: str = "end", calls: int = 1) -> list[dict[str, Any]]:
+         hang_up: str = "end", calls: int = 1, utterances: int = 1) -> list[dict[str, Any]]:
     result = run_scenario(
         "webrtc_call.mjs", timeout=60 + 30 * calls,
         url=f"{server.url}{HUB}?agentId=sophon", token=server.token(user, "acme"),
         audioFile=str(microphone), pagePort=page_port, hangUp=hang_up, waitMs=30000,
-        calls=calls,
+        calls=calls, userFinals=utterances,
     )
     return result["calls"]
 
@@ -192,3 +211,21 @@ def test_ten_calls_leave_threads_files_and_memory_where_one_did(
         assert after[process]["fds"] <= before[process]["fds"], (process, before, after)
         grown = after[process]["rss"] - before[process]["rss"]
         assert grown < 20 * MIB, (process, grown / MIB)
+
+
+def test_barge_in_over_webrtc(
+    server: ServerProcess, page_port: int, interrupting_microphone: Path
+) -> None:
+    """The caller speaks while the agent's reply plays: AudioInterrupted, the
+    rest of that reply is dropped (on the server and in the media worker's
+    buffer), and the second sentence gets its own reply."""
+    (summary,) = call(server, page_port, interrupting_microphone, user="barging", utterances=2)
+    shown = Shown(summary)
+    assert summary["connected"], shown
+    assert summary["eventCounts"].get("AudioInterrupted") == 1, shown
+    assert len(summary["userTranscripts"]) == 2, shown
+    # Both replies are whole in text (the fast agent wrote the first before the
+    # caller spoke again); the first one's audio was cut.
+    assert len(summary["agentTranscripts"]) == 2, shown
+    assert not summary["errorEvents"], shown
+    assert_released(server)

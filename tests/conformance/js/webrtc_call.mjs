@@ -2,7 +2,7 @@
 // /usr/bin/chromium, driven with playwright-core; no browser is downloaded).
 //
 // Input (CONFORMANCE_INPUT): {url, token, audioFile, pagePort, hangUp, waitMs,
-//   mode, calls, timeoutMs, connectMs, endWaitMs, rmsThreshold, steps, chromium}
+//   mode, calls, timeoutMs, connectMs, endWaitMs, rmsThreshold, steps, userFinals, chromium}
 // - url: the hub's URL with its query (".../voisnap/hubs/webrtc?agentId=sophon");
 // - audioFile: a 16-bit PCM WAV file Chromium plays once as the microphone;
 // - pagePort: the port of the page's own HTTP server on 127.0.0.1 (the page's
@@ -102,6 +102,7 @@ async function main(state) {
         rmsThreshold: input.rmsThreshold,
         steps: input.steps,
         quietMs: input.quietMs,
+        userFinals: input.userFinals,
     };
     const calls = [];
     for (let index = 0; index < (input.calls ?? 1); index += 1) {
