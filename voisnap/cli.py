@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import attrs
 import trio
@@ -35,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     # One worker of ``serve --workers N``, started by its supervisor (server.workers).
     commands.add_parser("worker")
     token = commands.add_parser(
-        "token", help="print an access token for a user, or register a node and print its token"
+        "token",
+        help="print an access token for a user, make an API token (--api), "
+        "or register a node and print its token",
     )
     token.add_argument("--user", required=True, help="user id (the 'sub' claim)")
     token.add_argument("--tenant", required=True, help="tenant id (the 'tid' claim)")
@@ -51,7 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope", action="append", default=[], help="a command the node may run (repeatable)"
     )
     token.add_argument(
-        "--database", default=None, help="the PostgreSQL store to register the node in"
+        "--database", default=None,
+        help="the PostgreSQL store to register the node (or API token) in",
+    )
+    token.add_argument(
+        "--api", metavar="NAME", default=None,
+        help="make an API token (rc_...) of the user's by this name, for REST and /v1/*",
     )
     add_node_parser(commands)
     return parser
@@ -131,39 +140,67 @@ def _token(arguments: argparse.Namespace) -> int:
     authority = token_authority(settings)
     if arguments.node is not None:
         return _node_token(arguments, settings)
+    if arguments.api is not None:
+        return _api_token(arguments, settings)
     ttl = 3600 if arguments.ttl is None else arguments.ttl
     print(authority.issue(arguments.user, arguments.tenant, arguments.role, ttl))
     return 0
 
 
+def _api_token(arguments: argparse.Namespace, settings: Settings) -> int:
+    """``token --api NAME``: store an API token in the server's store, print its secret."""
+    from .apps.api_tokens import ApiTokens, TokenRefused
+    from .clock import SystemClock
+    from .storage.base import Owner
+
+    async def issue(store: Any) -> str:
+        owner = Owner(arguments.tenant, arguments.user)
+        tokens = ApiTokens(store, SystemClock())
+        _, secret = await tokens.issue(owner, arguments.api, arguments.role, arguments.ttl)
+        return secret
+
+    return _print_from_store(settings, issue, TokenRefused)
+
+
 def _node_token(arguments: argparse.Namespace, settings: Settings) -> int:
     """``token --node``: register the node in the server's store, print its token."""
-    from .apps import open_store
     from .clock import SystemClock
     from .nodes.credentials import NodeError, checked_name, checked_scopes, checked_ttl
     from .nodes.registration import register_node
     from .storage.base import Owner
 
-    async def register() -> str:
+    async def register(store: Any) -> str:
+        _, token = await register_node(
+            store,
+            token_authority(settings),
+            Owner(arguments.tenant, arguments.user),
+            checked_name(arguments.node),
+            checked_scopes(arguments.scope),
+            ttl=checked_ttl(arguments.ttl),
+            now=SystemClock().now(),
+        )
+        return token
+
+    return _print_from_store(settings, register, NodeError)
+
+
+def _print_from_store(
+    settings: Settings, work: Callable[[Any], Awaitable[str]], refusal: type[Exception]
+) -> int:
+    """Open the server's store, print what ``work`` makes in it; exit 2 on ``refusal``."""
+    from .apps import open_store
+
+    async def run() -> str:
         store = open_store(settings)
         await store.open()
         try:
-            _, token = await register_node(
-                store,
-                token_authority(settings),
-                Owner(arguments.tenant, arguments.user),
-                checked_name(arguments.node),
-                checked_scopes(arguments.scope),
-                ttl=checked_ttl(arguments.ttl),
-                now=SystemClock().now(),
-            )
+            return await work(store)
         finally:
             await store.aclose()
-        return token
 
     try:
-        print(trio.run(register))
-    except NodeError as error:
+        print(trio.run(run))
+    except refusal as error:
         print(f"voisnap token: {error}", file=sys.stderr)
         return 2
     return 0

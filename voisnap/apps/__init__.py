@@ -23,6 +23,7 @@ from ..server.factory import create_server
 from ..server.hub_server import HubServer
 from ..storage.base import Owner, Store, VoicePreferences
 from ..storage.sqlite import SqliteStore
+from .api_tokens import ApiTokens, ApiTokensRest
 from .approvals import ApprovalsEvents, ApprovalsHub, ApprovalsRest
 from .chat import ChatEvents, ChatHub, ChatRest, ChatServices
 from .chat.signals import BackplaneTaskSignals
@@ -48,6 +49,7 @@ from .schedules import (
     WorkflowFace,
     load_schedules_file,
 )
+from .stream import V1TasksRest
 from .tasks import TasksEvents, TasksHub
 from .voice import Listening, VoiceLimits, VoiceRest, providers_of
 from .voisnap import (
@@ -103,6 +105,9 @@ def create_product(settings: Settings) -> HubServer:
         VoisnapFace(voisnap_chat.router, (voisnap_voice.router, voisnap_webrtc.router), calls),
     )
     clock = SystemClock()
+    api_tokens = ApiTokens(store, clock)
+    server.api_tokens = api_tokens.principal_of  # REST and /v1/* take them; hubs do not
+    server.add_routes(ApiTokensRest(api_tokens, store, clock).routes())
     nodes = Nodes(
         store,
         server.authority,
@@ -180,6 +185,7 @@ def create_product(settings: Settings) -> HubServer:
     server.add_service(license_watch.run)
     server.readiness_checks["store"] = store.ping
     server.add_routes(ChatRest(store).routes())
+    server.add_routes(V1TasksRest(chat_services).routes())
     server.add_routes(ApprovalsRest(store, runtime.decisions).routes())
     server.add_routes(DiscussionRest(runs).routes())
     server.add_routes(NotificationsRest(store, notifications, insights).routes())

@@ -101,7 +101,7 @@ class VoisnapApp:
             # its own limit applies from the first byte, Content-Length included.
             limit = body_limit(self.hubs.routes, scope["method"], scope["path"], REST_BODY_LIMIT)
             if limit > REST_BODY_LIMIT:
-                self._admit_large_body(headers, scope["query_string"])
+                await self._admit_large_body(headers, scope["query_string"])
             received = await read_body(receive, headers, limit, self.settings.request_body_timeout)
             answer = await _until_disconnect(receive, self._route(scope, headers, received))
             if answer is None:
@@ -116,12 +116,12 @@ class VoisnapApp:
             )
         await respond(send, status, body, [*extra, *cors], content_type=content_type)
 
-    def _admit_large_body(self, headers: dict[str, str], query_string: bytes) -> None:
+    async def _admit_large_body(self, headers: dict[str, str], query_string: bytes) -> None:
         """Check the token before reading a body larger than the REST limit (an
         upload's): only a caller with a token may make the server hold that much.
         A refusal leaves the body unread, so the connection is then closed."""
         try:
-            self.hubs.authenticate(headers, parse_query(query_string))
+            await self.hubs.authenticate_request(headers, parse_query(query_string))
         except HttpError as error:
             raise HttpError(error.status, error.text, error.headers, close=True) from None
 
@@ -161,7 +161,7 @@ class VoisnapApp:
         if found is False:
             raise HttpError(405, "Method Not Allowed")
         route, params = found
-        principal = self.hubs.authenticate(headers, query)
+        principal = await self.hubs.authenticate_request(headers, query)
         await self.hubs.admit_principal(path, principal)
         try:
             status, document = await route.handler(

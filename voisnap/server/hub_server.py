@@ -76,6 +76,8 @@ PrincipalCheck = Callable[[str, Principal], Awaitable[None]]
 
 
 SOMEWHERE = "?"
+API_TOKEN_PREFIX = "rc_"
+"""How an API token starts (docs/api-tokens.md): REST takes it, the hubs do not."""
 
 
 @attrs.frozen
@@ -132,6 +134,9 @@ class HubServer:
         self.statistics_sources: dict[str, Callable[[], Any]] = {}
         """The apps' own counters, each under its name in ``GET /stats``."""
         self.principal_checks: list[PrincipalCheck] = []
+        self.api_tokens: Callable[[str], Awaitable[Principal]] | None = None
+        """The apps' reading of an API token (``rc_...``) for REST: a Principal,
+        or AuthenticationError. None: the server knows no API tokens."""
         """The apps' own say on who may use a path (a hub or a REST route), after
         the token was verified: each raises ``HttpError`` to refuse."""
         self._hub_transports = parse_hub_transports(settings.hub_transports)
@@ -177,15 +182,32 @@ class HubServer:
             await check(path, principal)
 
     def authenticate(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Principal:
-        token = token_from(headers, query)
-        if token is None:
-            raise HttpError(401, "An access token is required.", [("www-authenticate", "Bearer")])
+        """A hub's request: a JWT. Seed 002: "API keys cannot be used for
+        real-time hub connections — only JWT access tokens"."""
+        token = _token_of(headers, query)
+        if token.startswith(API_TOKEN_PREFIX):
+            raise _unauthorized(
+                "API tokens cannot be used for hub connections: use a JWT access token."
+            )
+        return self._verify(token)
+
+    async def authenticate_request(
+        self, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> Principal:
+        """A REST request: a JWT, or an API token the apps know (``api_tokens``)."""
+        token = _token_of(headers, query)
+        if token.startswith(API_TOKEN_PREFIX) and self.api_tokens is not None:
+            try:
+                return await self.api_tokens(token)
+            except AuthenticationError as error:
+                raise _unauthorized(str(error)) from None
+        return self._verify(token)
+
+    def _verify(self, token: str) -> Principal:
         try:
             return self.authority.verify(token)
         except AuthenticationError as error:
-            raise HttpError(
-                401, str(error), [("www-authenticate", 'Bearer error="invalid_token"')]
-            ) from None
+            raise _unauthorized(str(error)) from None
 
     async def negotiate(
         self, path: str, headers: Mapping[str, str], query: Mapping[str, str]
@@ -481,6 +503,17 @@ def _negotiate_version(raw: str | None) -> int | str:
 
 
 TRANSPORT_QUERY = frozenset({"access_token", "id"})
+
+
+def _token_of(headers: Mapping[str, str], query: Mapping[str, str]) -> str:
+    token = token_from(headers, query)
+    if token is None:
+        raise HttpError(401, "An access token is required.", [("www-authenticate", "Bearer")])
+    return token
+
+
+def _unauthorized(reason: str) -> HttpError:
+    return HttpError(401, reason, [("www-authenticate", 'Bearer error="invalid_token"')])
 """What the transports read from a query; a hub sees only the rest."""
 
 

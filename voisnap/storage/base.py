@@ -981,3 +981,37 @@ class ConversationStore(Protocol):
         ``node`` go, but for those of the connections ``opening`` (being written)."""
 
     async def get_conversation(self, session_id: str) -> Conversation | None: ...
+
+
+# -- API tokens: long-lived credentials for REST and /v1/* (docs/api-tokens.md) -----------------
+
+
+@attrs.frozen
+class ApiToken:
+    """An API token as stored: never its secret, only who it speaks for."""
+
+    token_id: str
+    owner: Owner
+    name: str
+    roles: tuple[str, ...]
+    created_at: datetime.datetime
+    expires_at: datetime.datetime | None = None
+    revoked_at: datetime.datetime | None = None
+
+
+class ApiTokenStore(Protocol):
+    """The API-token part of ``Store`` (``storage.sql_api_tokens``)."""
+
+    async def add_api_token(self, token: ApiToken, secret_hash: str) -> None:
+        """Store ``token`` under the hash of its secret."""
+
+    async def list_api_tokens(self, owner: Owner) -> list[ApiToken]:
+        """The owner's tokens that are not revoked, oldest first."""
+
+    async def revoke_api_token(
+        self, owner: Owner, token_id: str, now: datetime.datetime
+    ) -> ApiToken | None:
+        """Revoke the owner's token; None if the owner has no such token (left alone)."""
+
+    async def find_api_token(self, secret_hash: str) -> ApiToken | None:
+        """The token with this secret's hash, revoked or not; None if there is none."""

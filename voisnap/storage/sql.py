@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 from .base import Accepted, Message, Note, Owner, Session, StoreError, Task, TaskState
+from .sql_api_tokens import ApiTokenQueries
 from .sql_conversations import ConversationQueries
 from .sql_discussions import DiscussionQueries
 from .sql_documents import DocumentQueries
@@ -70,6 +71,7 @@ class Database(Protocol):
 
 
 class SqlStore(
+    ApiTokenQueries,
     ConversationQueries,
     DocumentQueries,
     NodeQueries,

@@ -372,6 +372,21 @@ MIGRATIONS: tuple[str, ...] = (
         tenant_id TEXT PRIMARY KEY
     );
     """,
+    # 9: API tokens (docs/api-tokens.md): who each speaks for, found by its secret's hash
+    """
+    CREATE TABLE api_tokens (
+        token_id TEXT PRIMARY KEY,
+        tenant_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        roles TEXT NOT NULL,
+        secret_hash TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        expires_at TEXT,
+        revoked_at TEXT
+    );
+    CREATE INDEX api_tokens_by_owner ON api_tokens (tenant_id, user_id, created_at);
+    """,
 )
 
 
