@@ -7,8 +7,8 @@ The call itself is VoiceHub's ``calls.Call`` at 16 kHz: the browser's
 microphone, decoded by the worker, is its upload; its speech goes to the
 worker's outgoing track; barge-in also drops what the worker still holds.
 
-A call's media runs in ``WebRtcMedia``'s nursery, in its own error boundary,
-as long as the peer connection and the hub connection both live. The browser
+A call's media runs beside the calls (``Calls.start_soon``), in its own error
+boundary, as long as the peer connection and the hub connection both live. The browser
 closing its peer connection is a hang-up (the session ends, as with
 ``EndSessionAsync``); a peer connection that does not connect in time, or a
 worker that dies, is ``WEBRTC_FAILED``.
