@@ -42,7 +42,7 @@ import msgpack
 import trio
 
 from ...agents.runtime import RuntimeBusy
-from ...backplane import BackplaneError
+from ...backplane import BackplaneError, RequestRefused
 from ...failures import report_client_error, report_unexpected
 from ...hubs.hub import SingleClientProxy
 from ...routing import names
@@ -197,8 +197,6 @@ class _SpeechListener:
             self._calls.deliver(self._session_id, spoken)
 
     async def request(self, payload: bytes) -> bytes:
-        from ...backplane import RequestRefused
-
         raise RequestRefused("A speech channel takes no requests.")
 
 
