@@ -52,9 +52,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, page_port: int) -> Iterator
 @pytest.fixture(scope="module")
 def microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """What the browser's microphone says: espeak-ng's speech at 48 kHz, after
-    1.5 s of silence and followed by 2.5 s. Chromium starts the file at
+    3 s of silence and followed by 2.5 s. Chromium starts the file at
     ``getUserMedia``, before the peer connection exists: the silence covers the
-    offer and answer (up to 1.2 s for the first call, which starts the worker)."""
+    offer and answer (1.2 s for the first call, which starts the worker, on an
+    idle machine; more on a loaded one)."""
     folder = tmp_path_factory.mktemp("microphone")
     spoken, wav = folder / "spoken.wav", folder / "microphone.wav"
     # The voice and pace of voisnap's own EspeakSpeech, which PocketSphinx hears well.
@@ -62,7 +63,7 @@ def microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([espeak, "-v", "en-us", "-s", "160", "-w", str(spoken), PIZZA],
                    check=True, timeout=60)
     subprocess.run([find_binary("sox", "sox"), str(spoken), "-r", "48000", str(wav),
-                    "pad", "1.5", "2.5"], check=True, timeout=60)
+                    "pad", "3", "2.5"], check=True, timeout=60)
     return wav
 
 
@@ -79,7 +80,7 @@ def interrupting_microphone(tmp_path_factory: pytest.TempPathFactory) -> Path:
                        check=True, timeout=60)
     wav = folder / "microphone.wav"
     padded = folder / "first-padded.wav"
-    subprocess.run([sox, str(parts[0]), str(padded), "pad", "1.5", "4"], check=True, timeout=60)
+    subprocess.run([sox, str(parts[0]), str(padded), "pad", "3", "4"], check=True, timeout=60)
     subprocess.run([sox, str(padded), str(parts[1]), "-r", "48000", str(wav), "pad", "0", "2.5"],
                    check=True, timeout=60)
     return wav
