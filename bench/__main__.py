@@ -10,6 +10,8 @@
         # scale-out: 1 process, 1 process with Redis, 2 processes with Redis
     python -m bench chat --workers 2 --redis-url redis://... --database-url postgresql://...
         # chat: 1 process on SQLite beside 2 processes on Redis and PostgreSQL
+    python -m bench stream                    # /v1/stream's token latency beside the chat
+                                              # hub's, same sessions, same run (voisnap only)
     python -m bench voice                     # N real-time StreamAudio streams (voisnap only),
                                               # then the VoiceHub's round trip
     python -m bench voice --part call         # only the VoiceHub's round trip
@@ -33,13 +35,14 @@ from .harness import (
     ClusterUnderTest,
     LoadGenerator,
     ServerUnderTest,
+    StreamLoad,
     external_voisnap,
     peer_server,
     voisnap_cluster,
     voisnap_server,
 )
 from .report import plot, summarize
-from .scenarios import ONLY_VOISNAP, SCENARIOS, chat_agents_file
+from .scenarios import ONLY_VOISNAP, SCENARIOS, TOKEN_SCENARIOS, chat_agents_file
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -52,6 +55,9 @@ FULL = {
     },
     "wide": {"subscribers": 5000, "size": 200, "duration": 8.0, "rate": 10},
     "chat": {"sessions": 200, "devices": 2, "tokens": 100, "token_delay": 0.05},
+    # One connection a session on /v1/stream; the chat hub beside it gets one
+    # device a session too, so that both carry the same connections and tokens.
+    "stream": {"sessions": 200, "devices": 1, "tokens": 100, "token_delay": 0.05},
     # Large payloads, so that the stalled clients' kernel buffers (about 5 MiB
     # on loopback) fill in seconds rather than minutes.
     "slow-consumer": {
@@ -78,6 +84,7 @@ QUICK = {
     "fanout": {"subscribers": 50, "size": 200, "duration": 1.0, "rates": [5, 20]},
     "wide": {"subscribers": 200, "size": 200, "duration": 1.0, "rate": 10},
     "chat": {"sessions": 10, "devices": 2, "tokens": 10, "token_delay": 0.02},
+    "stream": {"sessions": 20, "devices": 1, "tokens": 10, "token_delay": 0.02},
     "slow-consumer": {
         "subscribers": 50,
         "stalled": 2,
@@ -155,9 +162,7 @@ def _run(scenario: str, target: str, options: dict, arguments: argparse.Namespac
     with tempfile.TemporaryDirectory() as data_dir:
         server = _server(target, Path(data_dir), arguments, scenario, options)
         server.start()
-        load = (
-            ChatLoad(arguments.loadgen) if scenario == "chat" else LoadGenerator(arguments.loadgen)
-        )
+        load = LOADS.get(scenario, LoadGenerator)(arguments.loadgen)
         try:
             outcome = SCENARIOS[scenario](server, load, options)
         finally:
@@ -165,6 +170,10 @@ def _run(scenario: str, target: str, options: dict, arguments: argparse.Namespac
             server.stop()
         outcome["rss_samples"] = [(t, rss) for t, rss, _ in server.samples]
         return outcome
+
+
+LOADS: dict[str, type[ChatLoad]] = {"chat": ChatLoad, "stream": StreamLoad}
+"""The load generators other than the fan-out one, by scenario."""
 
 
 def _expand(targets: list[str], arguments: argparse.Namespace) -> list[str]:
@@ -191,7 +200,7 @@ def _server(
         return peer_server(target)
     # The quick slow-consumer run publishes 30 KB messages: over the 32 KiB default.
     settings = {"max_message_size": str(64 * 1024)}
-    if scenario == "chat":
+    if scenario in TOKEN_SCENARIOS:
         agents = data_dir / "agents.toml"
         agents.write_text(chat_agents_file(options))
         settings |= {"agents_file": str(agents), "agent_workers": str(options["sessions"])}

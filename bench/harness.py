@@ -30,6 +30,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "bench" / "loadgen" / "worker.mjs"
 CHAT_WORKER = ROOT / "bench" / "loadgen" / "chat.mjs"
+STREAM_WORKER = ROOT / "bench" / "loadgen" / "stream.mjs"
 LOG_RATIO = math.log(1.02)
 REPLY_TIMEOUT = 120.0
 
@@ -383,8 +384,10 @@ def _split(total: int, parts: int) -> list[int]:
 class ChatLoad:
     """Node processes holding chat devices (``bench/loadgen/chat.mjs``)."""
 
+    script = CHAT_WORKER
+
     def __init__(self, workers: int) -> None:
-        self.workers = [Worker(CHAT_WORKER) for _ in range(workers)]
+        self.workers = [Worker(self.script) for _ in range(workers)]
 
     def setup(
         self,
@@ -421,6 +424,15 @@ class ChatLoad:
     def close(self) -> None:
         for worker in self.workers:
             worker.close()
+
+
+class StreamLoad(ChatLoad):
+    """Node processes holding ``/v1/stream`` sessions, one connection each
+    (``bench/loadgen/stream.mjs``). It answers ``setup`` and ``run`` as the chat
+    devices do, so that the two faces are measured by the same code; a session
+    has one connection, whatever ``devices`` says."""
+
+    script = STREAM_WORKER
 
 
 # -- latency histograms --------------------------------------------------------------------------

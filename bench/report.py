@@ -46,6 +46,8 @@ def figures(scenario: str, outcome: dict) -> dict[str, float]:
         }
     if scenario == "churn":
         return _churn_figures(outcome)
+    if scenario == "stream":
+        return _stream_figures(outcome)
     stalled = outcome["with_stalled"]
     return {
         "baseline p99 ms": outcome["baseline"]["latency"]["p99"],
@@ -57,6 +59,27 @@ def figures(scenario: str, outcome: dict) -> dict[str, float]:
             (lag["full_seconds"] for lag in outcome["eviction_lags"] or []), default=float("nan")
         ),
         "RSS growth MiB": (outcome["rss_at_end"] - outcome["rss_at_stall"]) / MIB,
+    }
+
+
+def _stream_figures(outcome: dict) -> dict[str, float]:
+    """Each face's token figures, then their ratios (stream / chat hub)."""
+    table: dict[str, float] = {}
+    for face in ("stream", "chat"):
+        run, latency = outcome[face], outcome[face]["latency"]
+        table |= {
+            f"{face} tokens received": run["token_deliveries"],
+            f"{face} tokens lost": run["lost"],
+            f"{face} p50 ms": latency["p50"],
+            f"{face} p99 ms": latency["p99"],
+            f"{face} max ms": latency["max"],
+            f"{face} server CPU us/token": run["server_cpu_us_per_token"],
+        }
+    ratio = outcome["ratio"]
+    return table | {
+        "p50 stream/chat": ratio["p50"],
+        "p99 stream/chat": ratio["p99"],
+        "CPU/token stream/chat": ratio["server_cpu_per_token"],
     }
 
 

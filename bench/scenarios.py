@@ -1,4 +1,4 @@
-"""The five scenarios, each run against every target with the same load generator.
+"""The six scenarios, each run against every target with the same load generator.
 
 - fanout: N subscribers in one group, ~200-byte payloads, a ramp of publish
   rates; the figure of merit is the highest deliveries/s whose p99 < 100 ms.
@@ -8,6 +8,9 @@
   it does to everybody else's p99, and whether server memory stays flat.
 - chat: sessions with two devices each, an agent streaming tokens; token latency
   from the agent to every device (voisnap only).
+- stream: sessions on ``/v1/stream`` (seed 004's plain JSON WebSocket), one
+  connection each, the same agent; token latency from the agent to the
+  connection, beside the chat hub's in the same run (voisnap only).
 - churn: steady subscribers of a group at a steady publish rate while other
   clients join the group and leave, a few a second: the steady subscribers'
   p99.9, and the server's garbage-collector pauses (voisnap only: the peers
@@ -29,7 +32,14 @@ import psutil
 from tqdm import tqdm
 
 from .gcwatch import GcWatch
-from .harness import ChatLoad, ClusterUnderTest, Latency, LoadGenerator, ServerUnderTest
+from .harness import (
+    ChatLoad,
+    ClusterUnderTest,
+    Latency,
+    LoadGenerator,
+    ServerUnderTest,
+    StreamLoad,
+)
 
 P99_TARGET_MS = 100.0
 QUIET_MS = 300  # a step ends once no delivery arrived for this long
@@ -308,26 +318,64 @@ def _wait_settled(server: ServerUnderTest, quiet: float = 1.0, timeout: float = 
 
 def chat(server: ServerUnderTest, load: ChatLoad, options: dict) -> dict:
     """Sessions streaming agent tokens to their session groups, two devices each."""
+    return _token_run(server, load, options)
+
+
+def stream(server: ServerUnderTest, load: StreamLoad, options: dict) -> dict:
+    """The same sessions and agent on ``/v1/stream``, then on the chat hub, on
+    the same server in one run: the ratio of the two faces' token latency is
+    the figure, since on a shared 2-core machine only a ratio measured side by
+    side means anything. The chat hub gets ``devices`` per session (1: as many
+    connections and deliveries as the stream)."""
+    measured = {"stream": _token_run(server, load, options)}
+    load.close()  # the stream's connections go before the chat hub's come
+    chat_load = ChatLoad(len(load.workers))
+    try:
+        measured["chat"] = _token_run(server, chat_load, options)
+    finally:
+        chat_load.close()
+    return {**measured, "ratio": _ratios(measured["stream"], measured["chat"])}
+
+
+def _token_run(server: ServerUnderTest, load: ChatLoad, options: dict) -> dict:
+    """Set up the sessions, then every session's reply at once, timed token by token."""
     devices = load.setup(server, options["sessions"], options["devices"], SETUP_AGENT)
     _wait_settled(server)
     cpu_before = server.cpu_seconds()
     reports = load.run(CHAT_AGENT, timeout=options["tokens"] * options["token_delay"] + 60)
+    server_cpu = server.cpu_seconds() - cpu_before
     elapsed = max(report["elapsed"] for report in reports)
     received = sum(report["received"] for report in reports)
+    expected = devices * options["tokens"]
     return {
         "sessions": options["sessions"],
         "devices": devices,
         "tokens_per_reply": options["tokens"],
         "token_deliveries": received,
-        "expected_deliveries": devices * options["tokens"],
+        "expected_deliveries": expected,
+        "lost": max(0, expected - received),
         "completed": sum(report["completed"] for report in reports),
+        "failed": sum(report.get("failed", 0) for report in reports),
+        "error": next((report["error"] for report in reports if report.get("error")), None),
         "elapsed": elapsed,
         "token_deliveries_per_second": received / elapsed if elapsed else 0.0,
         "latency": attrs.asdict(Latency.from_reports(reports)),
-        "server_cpu": server.cpu_seconds() - cpu_before,
+        "server_cpu": server_cpu,
+        "server_cpu_us_per_token": 1e6 * server_cpu / received if received else math.nan,
         "loadgen_cpu": sum(report["cpu_seconds"] for report in reports),
         "rss": server.rss(),
     }
+
+
+def _ratios(stream: dict, chat: dict) -> dict:
+    """Stream over chat hub: below 1, the stream is the faster (or cheaper) face."""
+    cpu = "server_cpu_us_per_token"
+    pairs = {
+        "p50": (stream["latency"]["p50"], chat["latency"]["p50"]),
+        "p99": (stream["latency"]["p99"], chat["latency"]["p99"]),
+        "server_cpu_per_token": (stream[cpu], chat[cpu]),
+    }
+    return {name: ours / theirs if theirs else math.nan for name, (ours, theirs) in pairs.items()}
 
 
 def churn(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
@@ -389,7 +437,7 @@ CHAT_AGENT = "bench"
 
 
 def chat_agents_file(options: dict) -> str:
-    """The agents the chat scenario talks to (synthetic: timestamped tokens)."""
+    """The agents the chat and stream scenarios talk to (synthetic: timestamped tokens)."""
     return (
         f'[agents.{SETUP_AGENT}]\nbackend = "synthetic"\ntokens = 0\n\n'
         f'[agents.{CHAT_AGENT}]\nbackend = "synthetic"\ntokens = {options["tokens"]}\n'
@@ -403,5 +451,8 @@ SCENARIOS: dict[str, Callable[..., dict]] = {
     "slow-consumer": slow_consumer,
     "chat": chat,
     "churn": churn,
+    "stream": stream,
 }
-ONLY_VOISNAP = {"chat", "churn"}
+ONLY_VOISNAP = {"chat", "churn", "stream"}
+TOKEN_SCENARIOS = {"chat", "stream"}
+"""The scenarios whose server needs the synthetic agents (``chat_agents_file``)."""

@@ -205,6 +205,11 @@ class Settings:
         "seconds a Voisnap session with no connection may still be resumed with ?sessionId=",
         validator=attrs.validators.gt(0),
     )
+    plain_ws_max_frame: int = setting(
+        1024 * 1024,
+        "bytes a /v1/stream client message may have; a longer one closes the connection (1009)",
+        validator=attrs.validators.ge(1024),
+    )
     ice_servers: tuple[str, ...] = repeatable(
         "STUN or TURN server for WebRtcHub calls: stun:HOST:PORT or "
         "turn:USER:CREDENTIAL@HOST:PORT (repeatable)",

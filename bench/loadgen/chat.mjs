@@ -10,30 +10,13 @@
 //                                                             -> {"event":"done", ...}
 // Each token is the server's monotonic clock in microseconds (the synthetic agent).
 
-import readline from "node:readline";
 import { WsClient } from "./wsclient.mjs";
-import { nowMicros } from "./targets.mjs";
+import { Latencies, inLanes, reply, reportRun, serveCommands } from "./agentload.mjs";
 
 const RS = "\x1e";
-const LOG_RATIO = Math.log(1.02);
-const CONCURRENCY = 32;
 
-let histogram = new Map();
-let received = 0;
-let maxLatency = 0;
+const latencies = new Latencies();
 let devices = [];
-
-function reply(event) {
-  process.stdout.write(JSON.stringify(event) + "\n");
-}
-
-function record(stamp) {
-  const latency = Math.max(1, nowMicros() - stamp);
-  const bucket = Math.floor(Math.log(latency) / LOG_RATIO);
-  histogram.set(bucket, (histogram.get(bucket) || 0) + 1);
-  received++;
-  if (latency > maxLatency) maxLatency = latency;
-}
 
 // One device: a hub connection that waits for answers and watches its session's stream.
 class Device {
@@ -74,7 +57,7 @@ class Device {
       if (item.startsWith('{"type":1,"target":"StreamChunk"')) {
         const at = item.indexOf('"delta":"');
         const stamp = parseInt(item.slice(at + 9), 10);
-        if (!Number.isNaN(stamp)) record(stamp); // the final chunk's delta is empty
+        if (!Number.isNaN(stamp)) latencies.record(stamp); // the final chunk's delta is empty
       } else if (item.startsWith('{"type":1,"target":"TaskCompleted"') && this.completed) {
         const done = this.completed; this.completed = null; done();
       } else if (item.startsWith('{"type":3')) {
@@ -84,12 +67,6 @@ class Device {
       }
     }
   }
-}
-
-async function inLanes(items, work) {
-  let next = 0;
-  async function lane() { while (next < items.length) await work(items[next++]); }
-  await Promise.all(Array.from({ length: Math.min(CONCURRENCY, items.length) }, lane));
 }
 
 async function setup(m) {
@@ -117,7 +94,7 @@ async function setup(m) {
 }
 
 async function run(m) {
-  histogram = new Map(); received = 0; maxLatency = 0;
+  latencies.reset();
   const cpuBefore = process.cpuUsage();
   const started = Date.now();
   const finished = [];
@@ -127,28 +104,9 @@ async function run(m) {
   for (const group of devices) {
     group[0].invoke("SendMessage", [{ sessionId: group[0].sessionId, agentId: m.agent, content: "go", isStreaming: true }]);
   }
-  let timer;
-  const timeout = new Promise((resolve) => (timer = setTimeout(resolve, m.timeout_ms)));
   let completed = 0;
   for (const f of finished) f.then(() => completed++);
-  await Promise.race([Promise.all(finished), timeout]);
-  clearTimeout(timer);
-  const cpu = process.cpuUsage(cpuBefore);
-  reply({
-    event: "done", received, completed, expected_completions: finished.length,
-    histogram: Object.fromEntries(histogram), max_us: maxLatency,
-    cpu_seconds: (cpu.user + cpu.system) / 1e6, elapsed: (Date.now() - started) / 1000,
-  });
+  await reportRun(latencies, finished, m.timeout_ms, cpuBefore, started, () => ({ completed }));
 }
 
-const commands = { setup, run, quit: () => process.exit(0) };
-
-readline.createInterface({ input: process.stdin }).on("line", async (line) => {
-  const message = JSON.parse(line);
-  try {
-    await commands[message.cmd](message);
-  } catch (error) {
-    reply({ event: "error", cmd: message.cmd, error: String((error && error.stack) || error) });
-  }
-});
-process.stdin.on("end", () => process.exit(0));
+serveCommands({ setup, run, quit: () => process.exit(0) });

@@ -78,7 +78,7 @@ from voisnap.agents.driver import (
     rounds,
 )
 from voisnap.agents.openai import OpenAIAgent, OpenAIConfig
-from voisnap.agents.registry import AgentEntry, AgentRegistry
+from voisnap.agents.registry import AgentEntry, AgentRegistry, Budget
 from voisnap.agents.tools import Toolbox, ToolSet
 from voisnap.storage.base import (
     PENDING,
@@ -435,6 +435,70 @@ async def test_driver_step_budget_lets_an_agent_use_every_step_then_reply(
         thrice = await direct_three.drive(await direct_three.claim("three", "go"), "go")
     assert isinstance(once, Final) and once.content == "6 * 7 = 42."
     assert isinstance(thrice, Final) and thrice.content == "done"
+
+
+async def test_driver_continues_in_new_chains_up_to_the_agents_maximum(
+    harness: Harness,
+) -> None:
+    """An agent's own ``max_steps`` makes a chain; at a chain's end it continues
+    (``continuing``, numbered from 1) up to ``max_continuations`` times, then fails."""
+    looping = LoopingAgent()
+    budget = Budget(max_steps=2, max_continuations=2)
+    registry = AgentRegistry({"looping": AgentEntry(looping, budget=budget)})
+    direct = Direct(harness, registry=registry, max_steps=50)  # the agent's own budget wins
+    with trio.fail_after(CEILING):
+        task = await direct.claim("looping", "go")
+        with pytest.raises(AgentError) as caught:
+            await direct.drive(task, "go")
+    assert str(caught.value) == "The agent called tools in more than 6 steps."
+    continuing = [e[2:] for e in harness.events.all_of(task.task_id) if e[0] == "continuing"]
+    assert continuing == [(1, 2), (2, 2)]
+    # Each continuation comes between a chain's last step and the next one's first.
+    kinds = [e[0] for e in harness.events.all_of(task.task_id)
+             if e[0] in ("tool_called", "continuing")]
+    assert kinds == ["tool_called"] * 2 + ["continuing"] + ["tool_called"] * 2 + [
+        "continuing"] + ["tool_called"] * 2
+
+
+async def test_driver_reports_each_call_and_its_result_in_transcript_order(
+    harness: Harness,
+) -> None:
+    agent = ScriptedAgent("two", (ToolCall("c1", "calculator", {"expression": "2*3"}),
+                                  ToolCall("c2", "missing_tool", {})), "done")
+    direct = Direct(harness, registry=registry_of(agent))
+    with trio.fail_after(CEILING):
+        task = await direct.claim("two", "go")
+        await direct.drive(task, "go")
+    reported = [(e[0], e[2]) for e in harness.events.all_of(task.task_id)
+                if e[0] in ("tool_called", "tool_result")]
+    assert [(kind, step.call_id) for kind, step in reported] == [
+        ("tool_called", "c1"), ("tool_called", "c2"), ("tool_result", "c1"), ("tool_result", "c2")
+    ]
+    assert reported[2][1].content == 6 and reported[3][1].ok is False
+    assert list(await transcript_of(harness, task))[-2:] == [reported[2][1], reported[3][1]]
+
+
+async def test_driver_reports_the_system_prompt_only_when_there_is_one(
+    harness: Harness,
+) -> None:
+    agent = ScriptedAgent("told", "hi")
+    registry = AgentRegistry({"told": AgentEntry(agent, system_prompt="Be brief."),
+                              "untold": AgentEntry(ScriptedAgent("untold", "hi"))})
+    direct = Direct(harness, registry=registry)
+    with trio.fail_after(CEILING):
+        told = await direct.claim("told", "go")
+        await direct.drive(told, "go")
+        untold = await direct.claim("untold", "go")
+        await direct.drive(untold, "go")
+    prompts = [e for e in harness.events.log if e[0] == "system_prompt"]
+    assert prompts == [("system_prompt", told.task_id, "Be brief.")]
+
+
+def test_a_budget_prices_tokens_per_million() -> None:
+    budget = Budget(price_input_per_mtok=3.0, price_output_per_mtok=15.0)
+    assert budget.cost_usd(1_000_000, 0) == 3.0
+    assert budget.cost_usd(1000, 500) == pytest.approx(0.0105)
+    assert Budget().cost_usd(10**9, 10**9) == 0
 
 
 def test_driver_rounds_counts_the_steps_that_called_tools() -> None:

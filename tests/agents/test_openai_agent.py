@@ -126,7 +126,7 @@ async def test_openai_agent_streams_tokens_and_a_final_reply() -> None:
         Token("Hel"),
         Token("lo"),
         Token(" world"),
-        Final("Hello world", tokens_used=42),
+        Final("Hello world", tokens_used=42, input_tokens=1),  # the usage's prompt_tokens
     ]
     [sent] = endpoint.requests
     assert (sent.method, sent.path) == ("POST", "/v1/chat/completions")
@@ -170,7 +170,7 @@ async def test_openai_agent_yields_each_token_as_it_arrives() -> None:
                 elif isinstance(item, Final):
                     final = item
     assert tokens == ["first ", "second"]
-    assert final == Final("first second", tokens_used=7)
+    assert final == Final("first second", tokens_used=7, input_tokens=1)
 
 
 async def test_openai_agent_joins_an_event_split_across_writes() -> None:
@@ -419,7 +419,9 @@ async def test_openai_agent_sends_the_transcript_as_tool_calls_and_tool_messages
             events: list[AgentEvent] = []
             await collect(agent_for(base_url, system_prompt="Be brief."), events,
                           content="forget milk", transcript=TRANSCRIPT)
-    assert events[-1] == Final("Kept it.", tokens_used=len(tokens_of("forget milk")) + 2)
+    # No usage reported: words are counted, the user's as read, the reply's as written.
+    read = len(tokens_of("forget milk"))
+    assert events[-1] == Final("Kept it.", tokens_used=read + 2, input_tokens=read)
     [body] = endpoint.bodies()
     messages = body["messages"]
     assert messages[:4] == [

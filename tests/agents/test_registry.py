@@ -222,3 +222,41 @@ def test_registry_entry_of_an_inactive_or_unknown_agent_is_refused(tmp_path: Pat
     for agent_id in ("retired", "nobody"):
         with pytest.raises(UnknownAgent, match=f"^Agent '{agent_id}' does not exist"):
             registry.entry(agent_id)
+
+
+def test_registry_reads_budgets_prices_and_system_prompts(tmp_path: Path) -> None:
+    registry = load_agents(write(tmp_path, """
+[agents.costly]
+backend = "builtin"
+max_steps = 3
+max_continuations = 2
+price_input_per_mtok = 3
+price_output_per_mtok = 15.5
+system_prompt = "Count the cost."
+"""), 0.1)
+    costly, sophon = registry.entry("costly"), registry.entry(DEFAULT_AGENT)
+    assert (costly.budget.max_steps, costly.budget.max_continuations) == (3, 2)
+    assert (costly.budget.price_input_per_mtok, costly.budget.price_output_per_mtok) == (3, 15.5)
+    assert costly.system_prompt == "Count the cost."
+    # Absent: the server's step budget, no continuation, free, no prompt.
+    assert (sophon.budget.max_steps, sophon.budget.max_continuations) == (None, 0)
+    assert sophon.budget.cost_usd(1000, 1000) == 0 and sophon.system_prompt is None
+
+
+@pytest.mark.parametrize("line, says", [
+    ("max_steps = 0", "max_steps"),
+    ("max_steps = true", "max_steps"),
+    ("max_steps = 2.5", "max_steps"),
+    ("max_continuations = -1", "max_continuations"),
+    ('max_continuations = "3"', "max_continuations"),
+    ("price_input_per_mtok = -1", "price_input_per_mtok"),
+    ('price_output_per_mtok = "free"', "price_output_per_mtok"),
+    ("price_output_per_mtok = nan", "price_output_per_mtok"),
+    ("system_prompt = 5", "system_prompt"),
+])
+def test_registry_refuses_a_bad_budget_naming_the_field(
+    tmp_path: Path, line: str, says: str
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        load_agents(write(tmp_path, f'[agents.bad]\nbackend = "builtin"\n{line}\n'), 0.1)
+    assert "agent 'bad'" in str(refused.value) and says in str(refused.value)

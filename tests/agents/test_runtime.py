@@ -175,6 +175,9 @@ class Changes:
         await self._changed.wait()
 
 
+TRANSCRIPT_EVENTS = {"tool_called", "tool_result", "continuing", "system_prompt"}
+
+
 class RecordingEvents:
     """Every ``TaskEvents`` call, in order; ``message`` also reads the store."""
 
@@ -190,10 +193,18 @@ class RecordingEvents:
         self._changes.notify()
 
     def of(self, task_id: str) -> list[tuple[Any, ...]]:
+        """The chat hub's events of a task (``all_of``: the transcript's too)."""
+        return [entry for entry in self.all_of(task_id) if entry[0] not in TRANSCRIPT_EVENTS]
+
+    def all_of(self, task_id: str) -> list[tuple[Any, ...]]:
         return [entry for entry in self.log if entry[1] == task_id]
 
     def kinds(self, task_id: str) -> list[str]:
+        """The kinds of the chat hub's events (the transcript's own are ``all_kinds``)."""
         return [entry[0] for entry in self.of(task_id)]
+
+    def all_kinds(self, task_id: str) -> list[str]:
+        return [entry[0] for entry in self.all_of(task_id)]
 
     async def wait_until(self, condition: Callable[[], bool]) -> None:
         while not condition():
@@ -220,6 +231,18 @@ class RecordingEvents:
 
     async def tool_completed(self, task: Task, tool_name: str, duration_ms: int, ok: bool) -> None:
         self._record("tool_completed", task.task_id, tool_name, duration_ms, ok)
+
+    async def tool_called(self, task: Task, call: Any) -> None:
+        self._record("tool_called", task.task_id, call)
+
+    async def tool_result(self, task: Task, result: Any) -> None:
+        self._record("tool_result", task.task_id, result)
+
+    async def continuing(self, task: Task, continuation: int, most: int) -> None:
+        self._record("continuing", task.task_id, continuation, most)
+
+    async def system_prompt(self, task: Task, prompt: str) -> None:
+        self._record("system_prompt", task.task_id, prompt)
 
     async def message(self, task: Task, message: Message) -> None:
         # Seed 000: stored before it is announced, so REST can always catch up.
@@ -759,7 +782,8 @@ async def test_runtime_two_nodes_run_each_task_once(harness: Harness) -> None:
 
 
 async def _two_nodes(harness, a, b, tasks):
-    with trio.fail_after(8):
+    # A bound, not a pace: 30 tasks take some 2 s alone, far longer on a loaded machine.
+    with trio.fail_after(2 * CEILING):
         async with running(harness.runtime(workers=3)), \
                 running(harness.runtime(workers=3, node=b)):
             ends = {"completed", "failed", "cancelled"}

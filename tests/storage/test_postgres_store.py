@@ -132,7 +132,7 @@ async def test_postgres_store_migrations_bring_a_new_database_to_the_latest_vers
         await (await backend.open()).aclose()
         store = await backend.open()  # a re-run would fail: the tables exist
         await accept(store, ADA, 1)
-    assert len(MIGRATIONS) == 9
+    assert len(MIGRATIONS) == 10
     assert query(backend.database, "SELECT version FROM schema_version") == [(len(MIGRATIONS),)]
 
 

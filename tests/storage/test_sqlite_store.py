@@ -114,7 +114,7 @@ async def test_sqlite_store_migrations_bring_a_new_file_to_the_latest_version(
     backend: Backend, db_path: Path
 ) -> None:
     await backend.open()
-    assert len(MIGRATIONS) == 9
+    assert len(MIGRATIONS) == 10
     assert pragma(db_path, "user_version") == len(MIGRATIONS)
 
 

@@ -67,6 +67,8 @@ class Final:
     content: str
     tokens_used: int
     tool_calls: tuple[dict[str, Any], ...] = ()
+    input_tokens: int = 0
+    """Of ``tokens_used``, those the model read (the prompt); the rest it wrote."""
 
 
 @attrs.frozen
@@ -82,6 +84,8 @@ class CallTools:
 
     calls: tuple[ToolCall, ...]
     tokens_used: int = 0
+    input_tokens: int = 0
+    """Of ``tokens_used``, those the model read (the prompt)."""
 
 
 AgentEvent = Status | Token | ToolStarted | ToolCompleted | Final | CallTools

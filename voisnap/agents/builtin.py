@@ -115,10 +115,11 @@ class BuiltinAgent:
             for token in tokens_of(next_step):
                 yield Token(token)
                 await trio.sleep(self._delay)
-            used = len(tokens_of(request.content)) + len(tokens_of(next_step))
-            yield Final(next_step, tokens_used=used)
+            read = len(tokens_of(request.content))
+            yield Final(next_step, read + len(tokens_of(next_step)), input_tokens=read)
         else:
-            yield CallTools((next_step,), tokens_used=len(tokens_of(request.content)))
+            read = len(tokens_of(request.content))
+            yield CallTools((next_step,), tokens_used=read, input_tokens=read)
 
     # -- intents ------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any
 from ..storage.base import Message, Store, Task, utc_now
 from .base import AgentError, AgentRequest, Final
 from .driver import TaskDriver, Waiting
+from .registry import AgentRegistry
 
 HISTORY = 50  # earlier messages an agent is given
 
@@ -26,8 +27,11 @@ def reply_id(task_id: str) -> str:
 
 
 class ChatJob:
-    def __init__(self, store: Store, driver: TaskDriver, events: Any, *, node: str) -> None:
+    def __init__(
+        self, store: Store, driver: TaskDriver, events: Any, *, node: str, agents: AgentRegistry
+    ) -> None:
         self._store = store
+        self._agents = agents
         self._driver = driver
         self._events = events
         self._node = node
@@ -68,6 +72,15 @@ class ChatJob:
             channel_id=task.channel_id,
         )
 
+    def _usage(self, task: Task, final: Final) -> dict[str, Any]:
+        """What the reply cost (``/v1/stream``'s ``turn.done``), kept with it so
+        that a replay shows the same figures: tokens read and written, and
+        their price from the agents file."""
+        written = max(0, final.tokens_used - final.input_tokens)
+        budget = self._agents.entry(task.agent_id).budget if task.agent_id in self._agents else None
+        cost = 0.0 if budget is None else budget.cost_usd(final.input_tokens, written)
+        return {"input_tokens": final.input_tokens, "output_tokens": written, "cost_usd": cost}
+
     async def _finish(self, task: Task, final: Final) -> None:
         """Store the reply first, then announce it, so REST can always catch up
         (docs/rest.md, "GET /sessions/{sessionId}/messages")."""
@@ -80,6 +93,7 @@ class ChatJob:
             created_at=utc_now(),
             tool_calls=final.tool_calls or None,
             task_id=task.task_id,
+            metadata={"usage": self._usage(task, final)},
         )
         done = await self._store.complete_task(
             task.task_id, self._node, reply=reply, tokens_used=final.tokens_used

@@ -52,7 +52,8 @@ from .base import (
     transcript_to_json,
     unanswered,
 )
-from .registry import AgentRegistry
+from .openai import client_context
+from .registry import AgentRegistry, Budget
 from .tools import ASK_USER, Toolbox, ToolError, check_arguments
 
 REJECTED = "The user rejected this action"
@@ -100,27 +101,47 @@ class TaskDriver:
     async def drive(self, task: Task, request: AgentRequest) -> Final | Waiting:
         entry = self._agents.entry(task.agent_id)
         transcript = list(transcript_from_json(await self._store.get_transcript(task.task_id)))
-        tokens_used = 0  # every step's model call counts (since the task last resumed)
+        prompt = system_prompt_of(entry.system_prompt, request)
+        if prompt:
+            await self._events.system_prompt(task, prompt)
+        tokens_used = input_tokens = 0  # every step's model call counts (since the task resumed)
         while True:
             for call in unanswered(tuple(transcript)):
                 result = await self._resolve(task, entry.tools, call, transcript)
                 if isinstance(result, Waiting):
                     return result
                 transcript.append(result)
+                await self._events.tool_result(task, result)
                 await self._save(task, transcript)
             asked = attrs.evolve(request, transcript=tuple(transcript), tools=entry.tools.specs())
             outcome, text = await self._step(task, entry.agent, asked)
             tokens_used += outcome.tokens_used
+            input_tokens += outcome.input_tokens
             if isinstance(outcome, Final):
-                return self._final(attrs.evolve(outcome, tokens_used=tokens_used), transcript)
-            # The budget counts the steps that call tools: the step after the
-            # last one allowed may still reply.
-            if rounds(transcript) >= self._max_steps:
-                raise AgentError(f"The agent called tools in more than {self._max_steps} steps.")
+                final = attrs.evolve(outcome, tokens_used=tokens_used, input_tokens=input_tokens)
+                return self._final(final, transcript)
+            await self._check_budget(task, entry.budget, rounds(transcript))
             if text:
                 transcript.append(TextPart(text))
             transcript.extend(outcome.calls)
+            for call in outcome.calls:
+                await self._events.tool_called(task, call)
             await self._save(task, transcript)
+
+    async def _check_budget(self, task: Task, budget: Budget, done: int) -> None:
+        """Before another step of tool calls, ``done`` of them made: a chain
+        has ``max_steps`` of them; at its end the task continues in a new
+        chain (``continuing``), up to ``max_continuations`` times, and then
+        fails. The step after the last one allowed may still reply."""
+        max_steps = budget.max_steps or self._max_steps
+        chain, used = divmod(done, max_steps)
+        if chain > budget.max_continuations:
+            raise AgentError(
+                f"The agent called tools in more than {max_steps * (budget.max_continuations + 1)}"
+                " steps."
+            )
+        if chain and not used:  # this step begins a new chain
+            await self._events.continuing(task, chain, budget.max_continuations)
 
     async def _step(self, task: Task, agent: Any, request: AgentRequest) -> tuple[Any, str]:
         """One agent step, its events reported; its outcome and the text it streamed."""
@@ -150,7 +171,10 @@ class TaskDriver:
             for s in transcript
             if isinstance(s, ToolResult) and s.call_id in calls
         )
-        return Final(earlier + final.content, final.tokens_used, summary or final.tool_calls)
+        return Final(
+            earlier + final.content, final.tokens_used, summary or final.tool_calls,
+            final.input_tokens,
+        )
 
     # -- one tool call --------------------------------------------------------------------------
 
@@ -251,6 +275,13 @@ class TaskDriver:
         )
         if not saved:
             raise LeaseLost(task.task_id)
+
+
+def system_prompt_of(configured: str | None, request: AgentRequest) -> str | None:
+    """What the agent is told before the conversation: its configured prompt and
+    what the user's client said (the openai backend sends exactly these)."""
+    parts = [part for part in (configured, client_context(request)) if part]
+    return "\n\n".join(parts) or None
 
 
 def rounds(transcript: list[Any] | Transcript) -> int:

@@ -70,7 +70,7 @@ class OpenAIAgent:
         yield Status("thinking")
         parts: list[str] = []
         calls = ToolCallParts()
-        usage: int | None = None
+        usage: tuple[int, int] | None = None  # (total, prompt)
         timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
         try:
             async with (
@@ -93,11 +93,13 @@ class OpenAIAgent:
             raise AgentError(f"The model endpoint could not be reached: {error}") from None
         content = "".join(parts)
         if usage is None:  # an endpoint that does not report usage: count words instead
-            usage = len(tokens_of(request.content)) + len(tokens_of(content))
+            read = len(tokens_of(request.content))
+            usage = (read + len(tokens_of(content)), read)
+        total, read = usage
         if calls:
-            yield CallTools(calls.assemble(), tokens_used=usage)
+            yield CallTools(calls.assemble(), tokens_used=total, input_tokens=read)
         else:
-            yield Final(content, tokens_used=usage)
+            yield Final(content, tokens_used=total, input_tokens=read)
 
     def _url(self) -> str:
         return self._config.base_url.rstrip("/") + "/chat/completions"
@@ -199,11 +201,17 @@ def _delta(chunk: dict[str, Any]) -> str:
     return content if isinstance(content, str) else ""
 
 
-def _usage(chunk: dict[str, Any]) -> int | None:
+def _usage(chunk: dict[str, Any]) -> tuple[int, int] | None:
+    """``usage``'s (total_tokens, prompt_tokens), the prompt's 0 if not given."""
     usage = chunk.get("usage")
-    if isinstance(usage, dict) and isinstance(usage.get("total_tokens"), int):
-        return usage["total_tokens"]
-    return None
+    if not isinstance(usage, dict) or not _is_count(usage.get("total_tokens")):
+        return None
+    prompt = usage.get("prompt_tokens")
+    return usage["total_tokens"], prompt if _is_count(prompt) else 0
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 # -- function calling -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ the id clients send as ``agentId``::
 
     [agents.helper]
     backend = "builtin"                      # another name for the built-in agent
+    token_delay = 0.02                       # its pace (default: --agent-token-delay)
     active = false                           # known, but refused until re-activated
                                              # (``enabled = false`` says the same)
 
@@ -24,6 +25,15 @@ the id clients send as ``agentId``::
     tokens = 100
     token_delay = 0.05
 
+Every agent may also say (docs/v1-stream.md)::
+
+    max_steps = 8                # steps that call tools in one chain (default: --agent-max-steps)
+    max_continuations = 2        # chains after the first, each announced by turn.continuing
+    price_input_per_mtok = 3.0   # USD per million tokens read (turn.done's cost_usd); 0 if absent
+    price_output_per_mtok = 15.0 # USD per million tokens written
+    system_prompt = "..."        # what the model is told first (the openai backend sends it;
+                                 # debug.system_prompt shows it to administrators)
+
 An unknown or inactive agent is refused with a clear error.
 """
 
@@ -31,6 +41,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +69,24 @@ class AgentEntry:
     agent: Agent
     active: bool = True
     tools: ToolSet = ToolSet()
+    budget: Budget = attrs.field(factory=lambda: Budget())
+    system_prompt: str | None = None
+
+
+@attrs.frozen
+class Budget:
+    """How far one task of an agent may go, and what its tokens cost."""
+
+    max_steps: int | None = None
+    """Steps that call tools in one chain; None: the server's ``--agent-max-steps``."""
+    max_continuations: int = 0
+    """Further chains once a chain has used its steps (``turn.continuing``)."""
+    price_input_per_mtok: float = 0.0
+    price_output_per_mtok: float = 0.0
+
+    def cost_usd(self, input_tokens: int, output_tokens: int) -> float:
+        cost = input_tokens * self.price_input_per_mtok + output_tokens * self.price_output_per_mtok
+        return round(cost / 1_000_000, 9)
 
 
 class AgentRegistry:
@@ -110,8 +139,15 @@ def _entry(agent_id: str, table: dict[str, Any], token_delay: float) -> AgentEnt
     if not isinstance(active, bool):
         raise ValueError(f"'active' (or 'enabled') must be true or false, not {active!r}")
     tools = _tool_set(table)
+    budget = _budget(table)
+    system_prompt = table.get("system_prompt")
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise ValueError("'system_prompt' must be a string")
+    entry = partial(AgentEntry, active=active, tools=tools, budget=budget,
+                    system_prompt=system_prompt)
+    delay = float(table.get("token_delay", token_delay))
     if backend == "builtin":
-        return AgentEntry(BuiltinAgent(agent_id, token_delay), active, tools)
+        return entry(BuiltinAgent(agent_id, delay))
     if backend == "openai":
         api_key = table.get("api_key")
         if "api_key_env" in table:
@@ -120,15 +156,36 @@ def _entry(agent_id: str, table: dict[str, Any], token_delay: float) -> AgentEnt
             base_url=str(table["base_url"]),
             model=str(table["model"]),
             api_key=api_key,
-            system_prompt=table.get("system_prompt"),
+            system_prompt=system_prompt,
             temperature=table.get("temperature"),
         )
-        return AgentEntry(OpenAIAgent(agent_id, config), active, tools)
+        return entry(OpenAIAgent(agent_id, config))
     if backend == "synthetic":
         tokens = int(table.get("tokens", 100))
-        delay = float(table.get("token_delay", token_delay))
-        return AgentEntry(SyntheticAgent(agent_id, tokens, delay), active, tools)
+        return entry(SyntheticAgent(agent_id, tokens, delay))
     raise ValueError(f"unknown backend {backend!r} (builtin, openai or synthetic)")
+
+
+def _budget(table: dict[str, Any]) -> Budget:
+    max_steps = table.get("max_steps")
+    if max_steps is not None and not _is_whole(max_steps, 1):
+        raise ValueError(f"'max_steps' must be a whole number of at least 1, not {max_steps!r}")
+    continuations = table.get("max_continuations", 0)
+    if not _is_whole(continuations, 0):
+        raise ValueError(
+            f"'max_continuations' must be a whole number of at least 0, not {continuations!r}"
+        )
+    prices = []
+    for name in ("price_input_per_mtok", "price_output_per_mtok"):
+        price = table.get(name, 0)
+        if isinstance(price, bool) or not isinstance(price, int | float) or not 0 <= price < 1e9:
+            raise ValueError(f"'{name}' must be a number of USD, at least 0, not {price!r}")
+        prices.append(float(price))
+    return Budget(max_steps, continuations, *prices)
+
+
+def _is_whole(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and least <= value <= 10_000
 
 
 def _tool_set(table: dict[str, Any]) -> ToolSet:

@@ -40,7 +40,7 @@ import trio
 
 from ..failures import error_boundary, report_client_error, report_unexpected
 from ..storage.base import Message, Request, Store, StoreError, Task, TaskState, utc_now
-from .base import AgentError
+from .base import AgentError, ToolCall, ToolResult
 from .chat_job import ChatJob
 from .decisions import Decisions
 from .discussion import KIND as DISCUSSION
@@ -81,6 +81,18 @@ class TaskEvents(Protocol):
     async def tool_completed(
         self, task: Task, tool_name: str, duration_ms: int, ok: bool
     ) -> None: ...
+
+    async def tool_called(self, task: Task, call: ToolCall) -> None:
+        """The agent asked for ``call`` (its transcript now holds it)."""
+
+    async def tool_result(self, task: Task, result: ToolResult) -> None:
+        """A call's result, however it came: run, refused, decided or answered."""
+
+    async def continuing(self, task: Task, continuation: int, max_continuations: int) -> None:
+        """The agent used a chain's steps and goes on in chain ``continuation`` + 1."""
+
+    async def system_prompt(self, task: Task, prompt: str) -> None:
+        """What the agent is told first, this time it runs (for administrators)."""
 
     async def message(self, task: Task, message: Message) -> None: ...
 
@@ -160,7 +172,7 @@ class TaskRuntime:
         )
         # What runs a claimed task depends on its kind; claiming, leases,
         # cancels and failures are the same for every kind.
-        chat = ChatJob(store, driver, events, node=self._node)
+        chat = ChatJob(store, driver, events, node=self._node, agents=agents)
         self._jobs: dict[str, Job] = {
             "chat": chat,
             WORKFLOW: chat,  # a schedule's prompt is answered as a chat message is

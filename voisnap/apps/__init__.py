@@ -49,7 +49,9 @@ from .schedules import (
     WorkflowFace,
     load_schedules_file,
 )
-from .stream import V1TasksRest
+from .stream import PATH as STREAM_PATH
+from .stream import StreamFace, StreamServices, StreamSessions, TurnLogs, V1TasksRest
+from .stream import serve as serve_stream
 from .tasks import TasksEvents, TasksHub
 from .voice import Listening, VoiceLimits, VoiceRest, providers_of
 from .voisnap import (
@@ -96,6 +98,8 @@ def create_product(settings: Settings) -> HubServer:
     notify.services = license_watch
     chat_events = ChatEvents(chat.router)
     calls = Calls(server.cluster, None, None)  # completed below, once the chat's services exist
+    stream_sessions, turn_logs = StreamSessions(server.cluster), TurnLogs(server.cluster)
+    server.add_service(turn_logs.run)
     faces = Faces(
         SophonOnly(chat_events),
         SophonOnly(TasksEvents(tasks.router)),
@@ -103,6 +107,7 @@ def create_product(settings: Settings) -> HubServer:
         DiscussionFace(discussion.router),
         WorkflowFace(store, notifications),
         VoisnapFace(voisnap_chat.router, (voisnap_voice.router, voisnap_webrtc.router), calls),
+        SophonOnly(StreamFace(store, stream_sessions, turn_logs)),
     )
     clock = SystemClock()
     api_tokens = ApiTokens(store, clock)
@@ -186,6 +191,10 @@ def create_product(settings: Settings) -> HubServer:
     server.readiness_checks["store"] = store.ping
     server.add_routes(ChatRest(store).routes())
     server.add_routes(V1TasksRest(chat_services).routes())
+    stream = StreamServices(
+        server, chat_services, stream_sessions, turn_logs, settings.plain_ws_max_frame
+    )
+    server.add_websocket_route(STREAM_PATH, partial(serve_stream, stream))
     server.add_routes(ApprovalsRest(store, runtime.decisions).routes())
     server.add_routes(DiscussionRest(runs).routes())
     server.add_routes(NotificationsRest(store, notifications, insights).routes())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..agents.base import ToolCall, ToolResult
 from ..storage.base import Discussion, Message, Panelist, Request, Session, Task, Turn
 
 
@@ -43,6 +44,18 @@ class Faces:
 
     async def tool_completed(self, task: Task, tool_name: str, duration_ms: int, ok: bool) -> None:
         await self._each("tool_completed", task, tool_name, duration_ms, ok)
+
+    async def tool_called(self, task: Task, call: ToolCall) -> None:
+        await self._each("tool_called", task, call)
+
+    async def tool_result(self, task: Task, result: ToolResult) -> None:
+        await self._each("tool_result", task, result)
+
+    async def continuing(self, task: Task, continuation: int, max_continuations: int) -> None:
+        await self._each("continuing", task, continuation, max_continuations)
+
+    async def system_prompt(self, task: Task, prompt: str) -> None:
+        await self._each("system_prompt", task, prompt)
 
     async def message(self, task: Task, message: Message) -> None:
         await self._each("message", task, message)

@@ -23,6 +23,9 @@ Names:
   transport, relayed from the process a request arrived at to its owner;
 - ``speech_channel(session)``: what the agent says in a Voisnap call, for the
   process that holds the call;
+- ``stream_channel(tenant, session)``: a session's ``/v1/stream`` events, for the
+  processes whose connections watch it; ``turn_channel(task)``: the process
+  running a task, asked for the turn's events so far (a resume's replay);
 - ``nodes_key()`` and ``node_presence_key(node)``: the live processes, and
   which connections each holds.
 """
@@ -86,6 +89,16 @@ def machines_channel() -> str:
     user's machine, outcomes, scope changes, revocations. ("Node" here means a
     process, so a user's nodes are called machines in the backplane's names.)"""
     return _join("machines")
+
+
+def stream_channel(tenant_id: str, session_id: str) -> str:
+    """A session's ``/v1/stream`` events (docs/v1-stream.md)."""
+    return _join("stream", tenant_id, session_id)
+
+
+def turn_channel(task_id: str) -> str:
+    """The runner of a task: asked for its turn's events so far."""
+    return _join("turn", task_id)
 
 
 def speech_channel(session_id: str) -> str:

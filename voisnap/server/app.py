@@ -30,6 +30,7 @@ from ..errors import ServiceUnavailable
 from ..failures import error_boundary
 from ..transports.asgi_websocket import AsgiWebSocket
 from ..transports.base import TransportType
+from ..transports.plain import AsgiUpgrade, UpgradeRequest
 from .http import (
     TEXT,
     HttpError,
@@ -196,6 +197,21 @@ class VoisnapApp:
         message = await receive()
         if message["type"] != "websocket.connect":
             return
+        handler = self.hubs.websocket_routes.get(scope["path"])
+        if handler is not None:  # a plain protocol (``/v1/stream``), not a hub
+            client = scope.get("client") or ("-", 0)
+            return await handler(
+                AsgiUpgrade(
+                    UpgradeRequest(
+                        scope["path"], header_map(scope["headers"]),
+                        parse_query(scope["query_string"]), f"{client[0]}:{client[1]}",
+                        self.settings.outbox_capacity, self.settings.outbox_max_bytes,
+                    ),
+                    receive,
+                    send,
+                    socket_of(scope),
+                )
+            )
         try:
             admission = await self.hubs.admit(
                 scope["path"],

@@ -30,6 +30,7 @@ import trio
 
 from ..failures import error_boundary
 from ..transports.base import TransportType
+from ..transports.plain import DirectUpgrade, UpgradeRequest
 from ..transports.websockets import (
     DirectWebSocket,
     accept_upgrade,
@@ -152,6 +153,8 @@ class FrontDoor:
         if request is not None and request.framing_problem is not None:
             response = plain_response(400, request.framing_problem)
             return await self._refuse(sock, response)
+        if await self._plain_websocket(sock, head, request):
+            return
         outcome = await self._hub_websocket(sock, head, request)
         if outcome is NOT_A_HUB_UPGRADE:
             stream = PrefixedStream(_trio_stream(sock), head)
@@ -195,6 +198,31 @@ class FrontDoor:
                     return None  # not HTTP (a TLS hello, binary noise): close now
             return bytes(buffer)
         return None
+
+    async def _plain_websocket(
+        self, sock: socket.socket, head: bytes, request: RequestHead | None
+    ) -> bool:
+        """A WebSocket upgrade to a plain route (``/v1/stream``): handed to the
+        route on voisnap's own path. False if it is not one."""
+        if request is None or not request.is_websocket_upgrade:
+            return False
+        handler = self.hubs.websocket_routes.get(request.path)
+        ws = None if handler is None else start_upgrade(head)
+        if ws is None:
+            return False  # hypercorn answers (404, or 400 for a broken upgrade)
+        peer = _peer_of(sock)
+        self._log(request, peer, 101)
+        await handler(
+            DirectUpgrade(
+                UpgradeRequest(
+                    request.path, request.headers, parse_query(request.query), peer,
+                    self.settings.outbox_capacity, self.settings.outbox_max_bytes,
+                ),
+                sock,
+                ws,
+            )
+        )
+        return True
 
     async def _hub_websocket(
         self, sock: socket.socket, head: bytes, request: RequestHead | None

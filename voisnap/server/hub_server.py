@@ -130,6 +130,7 @@ class HubServer:
         self.readiness_checks: dict[str, Callable[[], Awaitable[None]]] = {}
         """What the apps depend on (the store), checked by ``GET /readyz``."""
         self.routes: list[Route] = []
+        self.websocket_routes: dict[str, Callable[[Any], Awaitable[None]]] = {}
         """REST routes of the apps (``server.routes``)."""
         self.statistics_sources: dict[str, Callable[[], Any]] = {}
         """The apps' own counters, each under its name in ``GET /stats``."""
@@ -165,6 +166,11 @@ class HubServer:
     def add_routes(self, routes: list[Route]) -> None:
         self.routes.extend(routes)
 
+    def add_websocket_route(self, path: str, handler: Callable[[Any], Awaitable[None]]) -> None:
+        """A plain WebSocket protocol at ``path`` (not a hub): ``handler`` gets the
+        ``transports.plain.Upgrade`` from either door and answers it."""
+        self.websocket_routes[path] = handler
+
     def endpoint_for(self, path: str) -> HubEndpoint | None:
         return self.endpoints.get(path.rstrip("/") or "/")
 
@@ -195,13 +201,16 @@ class HubServer:
         self, headers: Mapping[str, str], query: Mapping[str, str]
     ) -> Principal:
         """A REST request: a JWT, or an API token the apps know (``api_tokens``)."""
-        token = _token_of(headers, query)
+        try:
+            return await self.principal_of(_token_of(headers, query))
+        except AuthenticationError as error:
+            raise _unauthorized(str(error)) from None
+
+    async def principal_of(self, token: str) -> Principal:
+        """Who a JWT or an API token speaks for; AuthenticationError if nobody."""
         if token.startswith(API_TOKEN_PREFIX) and self.api_tokens is not None:
-            try:
-                return await self.api_tokens(token)
-            except AuthenticationError as error:
-                raise _unauthorized(str(error)) from None
-        return self._verify(token)
+            return await self.api_tokens(token)
+        return self.authority.verify(token)
 
     def _verify(self, token: str) -> Principal:
         try:

@@ -60,6 +60,9 @@ class Session:
     title: str
     created_at: datetime.datetime
     updated_at: datetime.datetime
+    agent_id: str | None = None
+    """The agent the session was started with (``/v1/stream``'s ``session.turn``
+    talks to it); None for sessions older than that column."""
 
 
 @attrs.frozen
@@ -236,6 +239,14 @@ class Store(Protocol):
 
     async def latest_session_task(self, owner: Owner, session_id: str) -> Task | None:
         """The newest task of the owner's session, None for a session without one."""
+
+    async def list_session_tasks(self, owner: Owner, session_id: str, *, limit: int) -> list[Task]:
+        """The owner's session's tasks, oldest first (the newest ``limit``)."""
+        ...
+
+    async def create_session(self, session: Session) -> Session:
+        """Store a new session without a message; StoreError if the id is taken."""
+        ...
 
     async def count_queued(self) -> int: ...
 

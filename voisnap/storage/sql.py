@@ -39,7 +39,7 @@ T = TypeVar("T")
 
 # Each row reader (``_session``, ``_message``, ``_task``) reads its columns in
 # this order, so every SELECT and INSERT names them through these constants.
-SESSION_COLUMNS = "session_id, tenant_id, user_id, title, created_at, updated_at"
+SESSION_COLUMNS = "session_id, tenant_id, user_id, title, created_at, updated_at, agent_id"
 MESSAGE_COLUMNS = (
     "message_id, session_id, tenant_id, user_id, role, content, tool_calls, task_id, created_at, "
     "spoken, metadata"
@@ -250,6 +250,29 @@ class SqlStore(
                 (*_owned(owner), session_id),
             ).fetchone()
             return None if row is None else self._task(row)
+
+        return await self._run(work)
+
+    async def list_session_tasks(self, owner: Owner, session_id: str, *, limit: int) -> list[Task]:
+        """The owner's session's tasks, oldest first (the newest ``limit`` of them)."""
+
+        def work(db: Database) -> list[Task]:
+            rows = db.execute(
+                f"SELECT {TASK_COLUMNS} FROM tasks WHERE session_id = ? AND tenant_id = ? "
+                "AND user_id = ? ORDER BY created_at DESC, task_id DESC LIMIT ?",
+                (session_id, *_owned(owner), limit),
+            ).fetchall()
+            return [self._task(row) for row in reversed(rows)]
+
+        return await self._run(work)
+
+    async def create_session(self, session: Session) -> Session:
+        """Store a new session (with no message yet); StoreError if its id is taken."""
+
+        def work(db: Database) -> Session:
+            if not self._insert_session(db, session):
+                raise StoreError(f"Session '{session.session_id}' exists already.")
+            return session
 
         return await self._run(work)
 
@@ -511,12 +534,15 @@ class SqlStore(
                 session.title,
                 self.dialect.time_in(session.created_at),
                 self.dialect.time_in(session.updated_at),
+                session.agent_id,
             ),
         ).rowcount == 1
 
     def _session(self, row: tuple) -> Session:
         time_out = self.dialect.time_out
-        return Session(row[0], Owner(row[1], row[2]), row[3], time_out(row[4]), time_out(row[5]))
+        return Session(
+            row[0], Owner(row[1], row[2]), row[3], time_out(row[4]), time_out(row[5]), row[6]
+        )
 
     def _get_session(self, db: Database, owner: Owner, session_id: str) -> Session | None:
         row = db.execute(

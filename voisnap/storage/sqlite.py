@@ -387,6 +387,11 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX api_tokens_by_owner ON api_tokens (tenant_id, user_id, created_at);
     """,
+    # 10: the agent a session talks to, and a session's tasks in order (docs/v1-stream.md)
+    """
+    ALTER TABLE sessions ADD COLUMN agent_id TEXT;
+    CREATE INDEX tasks_by_session ON tasks (session_id, created_at);
+    """,
 )
 
 

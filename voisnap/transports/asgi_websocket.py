@@ -59,6 +59,11 @@ class AsgiWebSocket(QueuedTransport):
         self.outbox.start_writer(nursery, self._write_batch)
 
     async def receive_some(self) -> bytes:
+        message = await self.receive_message()
+        return message.encode() if isinstance(message, str) else message
+
+    async def receive_message(self) -> str | bytes:
+        """The next WebSocket message (hypercorn assembles it), text or binary."""
         if self._closed:
             raise ConnectionClosed("the connection is closed")
         message = await self._receive()
@@ -67,7 +72,7 @@ class AsgiWebSocket(QueuedTransport):
             raise ConnectionClosed("the client closed the WebSocket")
         if message.get("bytes") is not None:
             return message["bytes"]
-        return (message.get("text") or "").encode()
+        return message.get("text") or ""
 
     async def _write_batch(self, frames: list[Frame]) -> None:
         """Each run of same-type records as one ASGI WebSocket message."""

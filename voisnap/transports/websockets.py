@@ -131,13 +131,17 @@ class DirectWebSocket:
             self._ws.receive_data(await self._receive_raw())
 
     def _drain_events(self) -> Iterator[bytes]:
+        for event in self._data_events():
+            yield event.data.encode() if isinstance(event, TextMessage) else bytes(event.data)
+
+    def _data_events(self) -> Iterator[TextMessage | BytesMessage]:
+        """The data wsproto parsed so far (a message may come in parts); control
+        frames are answered on the way."""
         try:
             for event in self._ws.events():
                 match event:
-                    case TextMessage():
-                        yield event.data.encode()
-                    case BytesMessage():
-                        yield bytes(event.data)
+                    case TextMessage() | BytesMessage():
+                        yield event
                     case Ping():
                         self._send_control(self._ws.send(event.response()))
                     case CloseConnection():
@@ -334,11 +338,15 @@ def start_upgrade(head: bytes) -> WSConnection | None:
     return ws if isinstance(event, Request) else None
 
 
-async def accept_upgrade(sock: socket.socket, ws: WSConnection) -> Connection:
+async def accept_upgrade(
+    sock: socket.socket, ws: WSConnection, subprotocol: str | None = None
+) -> Connection:
     """Answer 101 Switching Protocols, offering no extensions: permessage-deflate
-    is never negotiated, even when the client proposes it. Returns the
-    WebSocket connection, without the handshake that made it."""
-    await send_all(sock, ws.send(AcceptConnection(extensions=[])))
+    is never negotiated, even when the client proposes it. ``subprotocol`` is
+    the one of the client's that the server selects (browsers fail a handshake
+    that offered some and got none back). Returns the WebSocket connection,
+    without the handshake that made it."""
+    await send_all(sock, ws.send(AcceptConnection(subprotocol=subprotocol, extensions=[])))
     assert ws.connection is not None
     return ws.connection
 

@@ -88,7 +88,7 @@ async def accept(services: ChatServices, said: Said) -> Accepted:
             client_message_id=said.client_message_id,
         )
     )
-    session = Session(session_id, owner, title_of(said.content), now, now)
+    session = Session(session_id, owner, title_of(said.content), now, now, said.agent_id)
     try:
         return await services.store.accept_message(session=session, message=message, task=task)
     except StoreError as error:

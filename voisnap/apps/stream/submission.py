@@ -76,10 +76,20 @@ def _is_id(value: Any) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_ID
 
 
-async def submit(services: ChatServices, owner: Owner, submission: Submission) -> Task:
-    """Store the prompt and its task, announce it, queue it; the task."""
+async def submit(
+    services: ChatServices,
+    owner: Owner,
+    submission: Submission,
+    *,
+    new_session_id: str | None = None,
+) -> Task:
+    """Store the prompt and its task, announce it, queue it; the task. A
+    submission without a session makes one: ``new_session_id`` names it when
+    the caller must know the id first (a stream watches it before the task runs)."""
     session_id = submission.session_id
-    if session_id is not None:
+    if session_id is None:
+        session_id = new_session_id
+    else:
         session = await services.store.get_session(owner, session_id)
         if session is None or is_voisnap_session(session_id):
             raise Refused(NOT_FOUND, f"Session '{session_id}' does not exist.")

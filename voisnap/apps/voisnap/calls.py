@@ -33,7 +33,7 @@ import base64
 import binascii
 import collections
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
@@ -42,6 +42,7 @@ import msgpack
 import trio
 
 from ...agents.runtime import RuntimeBusy
+from ...background import Background
 from ...backplane import BackplaneError, RequestRefused
 from ...failures import report_client_error, report_unexpected
 from ...hubs.hub import SingleClientProxy
@@ -101,22 +102,17 @@ class CallSettings:
     max_chunk_bytes: int
 
 
-class Calls:
-    """This process's calls, by session; the face's door to them (``say``)."""
+class Calls(Background):
+    """This process's calls, by session; the face's door to them (``say``).
+    As a service (``run``), it runs each call's reply relay and a browser
+    call's media (``start_soon``): work that keeps its own errors."""
 
     def __init__(self, cluster: Cluster, chat: Any, settings: CallSettings | None) -> None:
+        super().__init__()
         self._cluster = cluster
         self._chat = chat  # ChatServices: a spoken message enters the same pipeline
         self.settings: CallSettings = settings  # type: ignore[assignment]
         self._calls: dict[str, set[Call]] = {}
-        self._nursery: trio.Nursery | None = None
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Where replies are handed to calls (a service in the server's nursery)."""
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            task_status.started()
-            await trio.sleep_forever()
 
     def complete(self, chat: Any, settings: CallSettings) -> None:
         """The parts that exist only after the faces (the runtime reports to them)."""
@@ -125,12 +121,6 @@ class Calls:
     @property
     def store(self) -> Any:
         return self._chat.store
-
-    def start_soon(self, work: Callable[[], Awaitable[None]]) -> None:
-        """Run ``work`` beside the calls, for as long as the server: it must
-        keep its own errors (``relay_replies``, a browser call's media)."""
-        assert self._nursery is not None, "run() the service first"
-        self._nursery.start_soon(work)
 
     async def join(self, call: Call) -> None:
         session_id = call.conversation.session_id
