@@ -12,6 +12,8 @@
         # chat: 1 process on SQLite beside 2 processes on Redis and PostgreSQL
     python -m bench stream                    # /v1/stream's token latency beside the chat
                                               # hub's, same sessions, same run (voisnap only)
+    python -m bench topics                    # /v1/events: wildcard subscriptions, REST
+                                              # events at a ramp of rates; TopicTree's cost
     python -m bench voice                     # N real-time StreamAudio streams (voisnap only),
                                               # then the VoiceHub's round trip
     python -m bench voice --part call         # only the VoiceHub's round trip
@@ -43,6 +45,7 @@ from .harness import (
 )
 from .report import plot, summarize
 from .scenarios import ONLY_VOISNAP, SCENARIOS, TOKEN_SCENARIOS, chat_agents_file
+from .topics import TopicsLoad
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -79,6 +82,18 @@ FULL = {
         "churners": 600,
         "churn_rate": 10,
     },
+    # 1,000 connections x 10 mixed patterns; the producer cycles through 256 topics
+    # over 16 keep-alive connections. The matching cost: 1k, 10k, 100k subscriptions.
+    "topics": {
+        "connections": 1000,
+        "per_connection": 10,
+        "topics": 256,
+        "inflight": 16,
+        "duration": 4.0,
+        "rates": [50, 100, 200, 300, 400, 500, 600, 800, 1000, 1500],
+        "sizes": [1000, 10000, 100000],
+        "depths": [6, 10],
+    },
 }
 QUICK = {
     "fanout": {"subscribers": 50, "size": 200, "duration": 1.0, "rates": [5, 20]},
@@ -100,6 +115,16 @@ QUICK = {
         "duration": 3.0,
         "churners": 20,
         "churn_rate": 10,
+    },
+    "topics": {
+        "connections": 100,
+        "per_connection": 10,
+        "topics": 64,
+        "inflight": 4,
+        "duration": 1.0,
+        "rates": [50, 200],
+        "sizes": [100, 1000, 10000],
+        "depths": [6, 10],
     },
 }
 
@@ -172,7 +197,9 @@ def _run(scenario: str, target: str, options: dict, arguments: argparse.Namespac
         return outcome
 
 
-LOADS: dict[str, type[ChatLoad]] = {"chat": ChatLoad, "stream": StreamLoad}
+LOADS: dict[str, type[ChatLoad] | type[LoadGenerator]] = {
+    "chat": ChatLoad, "stream": StreamLoad, "topics": TopicsLoad,
+}
 """The load generators other than the fan-out one, by scenario."""
 
 

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "bench" / "loadgen" / "worker.mjs"
 CHAT_WORKER = ROOT / "bench" / "loadgen" / "chat.mjs"
 STREAM_WORKER = ROOT / "bench" / "loadgen" / "stream.mjs"
+TOPICS_WORKER = ROOT / "bench" / "loadgen" / "topics.mjs"
 LOG_RATIO = math.log(1.02)
 REPLY_TIMEOUT = 120.0
 
@@ -103,11 +104,11 @@ class ServerUnderTest:
     def subscriber_ports(self) -> list[int]:
         return [self.port]
 
-    def mint(self, user: str, tenant: str) -> str:
+    def mint(self, user: str, tenant: str, roles: Iterable[str] = ()) -> str:
         from voisnap.server.auth import TokenAuthority
 
         assert self.secret is not None, "only a server the harness started can mint tokens"
-        return TokenAuthority(self.secret.encode()).issue(user, tenant, ttl=86400)
+        return TokenAuthority(self.secret.encode()).issue(user, tenant, roles, ttl=86400)
 
     def _start_sampling(self) -> None:
         self._sampling = True
@@ -210,8 +211,8 @@ class ClusterUnderTest:
         for member in self.members:
             member.stop()
 
-    def mint(self, user: str, tenant: str) -> str:
-        return self.members[0].mint(user, tenant)
+    def mint(self, user: str, tenant: str, roles: Iterable[str] = ()) -> str:
+        return self.members[0].mint(user, tenant, roles)
 
     def rss(self) -> float:
         return sum(member.rss() for member in self.members)
@@ -301,8 +302,10 @@ class Worker:
 class LoadGenerator:
     """``workers`` Node processes; worker 0 also holds the publisher."""
 
+    script = WORKER
+
     def __init__(self, workers: int) -> None:
-        self.workers = [Worker() for _ in range(workers)]
+        self.workers = [Worker(self.script) for _ in range(workers)]
 
     def connect(
         self,

@@ -48,6 +48,8 @@ def figures(scenario: str, outcome: dict) -> dict[str, float]:
         return _churn_figures(outcome)
     if scenario == "stream":
         return _stream_figures(outcome)
+    if scenario == "topics":
+        return _topics_figures(outcome)
     stalled = outcome["with_stalled"]
     return {
         "baseline p99 ms": outcome["baseline"]["latency"]["p99"],
@@ -83,6 +85,34 @@ def _stream_figures(outcome: dict) -> dict[str, float]:
     }
 
 
+def _topics_figures(outcome: dict) -> dict[str, float]:
+    """The end-to-end best step, then ``TopicTree.match``'s cost at each size and depth."""
+    best = outcome.get("best_step") or {}
+    nan = float("nan")
+    table = {
+        "subscriptions": outcome["subscriptions"],
+        "deliveries per event": outcome["deliveries_per_event"],
+        "best events/s (p99<100ms)": outcome["best_events_per_second"],
+        "best deliveries/s": outcome["best_deliveries_per_second"],
+        "sustained events/s": outcome["sustained_events_per_second"],
+        "p99 ms at best": (best.get("latency") or {}).get("p99", nan),
+        "lost at best": best.get("lost", nan),
+        "server CPU us/event": outcome["server_cpu_us_per_event"],
+        "server CPU us/delivery": outcome["server_cpu_us_per_delivery"],
+    }
+    matching = outcome["matching"]
+    for row in matching["rows"]:
+        size, depth = row["subscriptions"], row["depth"]
+        table[f"match us, {size} subs, depth {depth}"] = row["us_per_match"]
+        table[f"match us hot, {size} subs, depth {depth}"] = row["us_per_match_hot"]
+        table[f"match nodes, {size} subs, depth {depth}"] = row["nodes_per_match"]
+    for depth, ratio in matching["largest_over_smallest"].items():
+        table[f"match us largest/smallest, depth {depth}"] = ratio
+        hot = matching["largest_over_smallest_hot"][depth]
+        table[f"match us hot largest/smallest, depth {depth}"] = hot
+    return table
+
+
 def _churn_figures(outcome: dict) -> dict[str, float]:
     latency, churn = outcome["latency"], outcome["churn"]
     nan = float("nan")
@@ -110,9 +140,9 @@ def summarize(result: dict) -> str:
     table = {target: figures(scenario, outcome) for target, outcome in result["targets"].items()}
     names = list(next(iter(table.values())))
     targets = list(table)
-    lines = [f"\n== {scenario} ==", "figure".ljust(30) + "".join(t.rjust(14) for t in targets)]
+    lines = [f"\n== {scenario} ==", "figure".ljust(40) + "".join(t.rjust(14) for t in targets)]
     for name in names:
-        lines.append(name.ljust(30) + "".join(f"{table[t][name]:14.2f}" for t in targets))
+        lines.append(name.ljust(40) + "".join(f"{table[t][name]:14.2f}" for t in targets))
     if "voisnap" in table:
         for other in (t for t in targets if t != "voisnap"):
             # a peer against voisnap; voisnap's scale-out variants against one plain process

@@ -1,4 +1,4 @@
-"""The six scenarios, each run against every target with the same load generator.
+"""The seven scenarios, each run against every target with the same load generator.
 
 - fanout: N subscribers in one group, ~200-byte payloads, a ramp of publish
   rates; the figure of merit is the highest deliveries/s whose p99 < 100 ms.
@@ -11,6 +11,10 @@
 - stream: sessions on ``/v1/stream`` (seed 004's plain JSON WebSocket), one
   connection each, the same agent; token latency from the agent to the
   connection, beside the chat hub's in the same run (voisnap only).
+- topics: ``/v1/events`` connections holding mixed wildcard subscriptions, tenant
+  events produced over REST at a ramp of rates: the highest events/s (and
+  deliveries/s) whose p99 < 100 ms; and, in-process, ``TopicTree.match``'s cost
+  per event at 1k, 10k and 100k subscriptions (voisnap only).
 - churn: steady subscribers of a group at a steady publish rate while other
   clients join the group and leave, a few a second: the steady subscribers'
   p99.9, and the server's garbage-collector pauses (voisnap only: the peers
@@ -40,6 +44,7 @@ from .harness import (
     ServerUnderTest,
     StreamLoad,
 )
+from .topics import Plan, TopicsLoad, matching_cost
 
 P99_TARGET_MS = 100.0
 QUIET_MS = 300  # a step ends once no delivery arrived for this long
@@ -90,7 +95,10 @@ def run_step(
     rate: float,
     duration: float,
     size: int,
+    expect: Callable[[int, int], int] | None = None,
 ) -> Step:
+    """One step of a ramp. ``expect(published, open connections)`` is the deliveries
+    due; by default every open subscriber gets every message."""
     load.begin()
     cpu_before = server.cpu_seconds()
     machine_before = psutil.cpu_times()
@@ -100,11 +108,12 @@ def run_step(
     elapsed = time.monotonic() - started - QUIET_MS / 1000
     machine_cpu = _busy_seconds(machine_before, psutil.cpu_times())
     open_subscribers = sum(report["open"] for report in reports)
+    expect = expect or (lambda count, open_: count * min(subscribers, open_))
     return Step(
         rate=rate,
         published=published["count"],
         received=sum(report["received"] for report in reports),
-        expected=published["count"] * min(subscribers, open_subscribers),
+        expected=expect(published["count"], open_subscribers),
         seconds=published["seconds"],
         latency=Latency.from_reports(reports),
         elapsed=elapsed,
@@ -123,6 +132,19 @@ def _passes(step: Step) -> bool:
     return step.latency.p99 < P99_TARGET_MS and step.lost == 0
 
 
+def _sustained(
+    steps: list[Step], passes: Callable[[Step], bool], figure: Callable[[Step], float]
+) -> float:
+    """On a shared machine one step can fail for a reason outside the server;
+    "sustained" is the ``figure`` of the highest rate below which no step failed."""
+    sustained = 0.0
+    for step in steps:
+        if not passes(step):
+            break
+        sustained = figure(step)
+    return sustained
+
+
 def saturated(step: Step) -> bool:
     """Past this point the server only falls further behind: stop the ramp."""
     return step.latency.p99 > 10 * P99_TARGET_MS or step.lost > 0.1 * step.expected
@@ -139,13 +161,7 @@ def fanout(server: ServerUnderTest, load: LoadGenerator, options: dict) -> dict:
             break
     passing = [s for s in steps if _passes(s)]
     best = max(passing, key=lambda s: s.deliveries_per_second, default=None)
-    # On a shared machine one step can fail for a reason outside the server;
-    # "sustained" is the highest rate below which no step failed.
-    sustained = 0.0
-    for step in steps:
-        if not _passes(step):
-            break
-        sustained = step.deliveries_per_second
+    sustained = _sustained(steps, _passes, lambda step: step.deliveries_per_second)
     return {
         "connected": connected,
         "steps": [s.as_dict() for s in steps],
@@ -445,6 +461,65 @@ def chat_agents_file(options: dict) -> str:
     )
 
 
+def topics(server: ServerUnderTest, load: TopicsLoad, options: dict) -> dict:
+    """Connections with mixed wildcard subscriptions, a ramp of REST-produced event
+    rates: each step's deliveries are checked against the reference matcher's
+    count, and a step passes only if the server also took the rate asked. The
+    matching cost is measured first, in this process, while the server is idle."""
+    matching = matching_cost(options["sizes"], options["depths"])
+    plan = Plan.of(options["connections"], options["per_connection"], options["topics"])
+    patterns, published = plan.texts()
+    subscribed = load.subscribe(server, patterns)
+    load.produce(server, published, options["inflight"])
+    _wait_settled(server)
+    def step_at(rate: float) -> Step:
+        return run_step(server, load, subscribed["connections"], rate, options["duration"], 0,
+                        expect=plan.expected)
+
+    # Unmeasured: the producer's keep-alive connections open, first requests' costs paid.
+    warmup = step_at(options["rates"][0])
+    steps: list[Step] = []
+    for rate in tqdm(options["rates"], desc=f"topics {server.name}", unit="step", leave=False):
+        steps.append(step_at(rate))
+        if saturated(steps[-1]) or not _took_rate(steps[-1]):
+            break  # past the rate the server takes
+    best = max(filter(_event_step_passes, steps), key=_events_per_second, default=None)
+    return {
+        **subscribed,
+        "deliveries_per_event": plan.deliveries_per_event,
+        "warmup": warmup.as_dict(),
+        "steps": [s.as_dict() | {"events_per_second": _events_per_second(s)} for s in steps],
+        "best_events_per_second": _events_per_second(best) if best else 0.0,
+        "best_deliveries_per_second": best.deliveries_per_second if best else 0.0,
+        "best_step": best.as_dict() if best else None,
+        "sustained_events_per_second": _sustained(steps, _event_step_passes, _events_per_second),
+        "server_cpu_us_per_event": _cpu_per_event(steps),
+        "server_cpu_us_per_delivery": _cpu_per_delivery(steps),
+        "matching": matching,
+    }
+
+
+TOOK_RATE = 0.9
+"""A step whose producer could not get this share of its rate in is past the limit."""
+
+
+def _events_per_second(step: Step) -> float:
+    return step.published / step.seconds if step.seconds else 0.0
+
+
+def _took_rate(step: Step) -> bool:
+    return _events_per_second(step) >= TOOK_RATE * step.rate
+
+
+def _event_step_passes(step: Step) -> bool:
+    return _passes(step) and _took_rate(step)
+
+
+def _cpu_per_event(steps: list[Step]) -> float:
+    published = sum(s.published for s in steps)
+    return 1e6 * sum(s.server_cpu for s in steps) / published if published else math.nan
+
+
 SCENARIOS: dict[str, Callable[..., dict]] = {
     "fanout": fanout,
     "wide": wide,
@@ -452,7 +527,8 @@ SCENARIOS: dict[str, Callable[..., dict]] = {
     "chat": chat,
     "churn": churn,
     "stream": stream,
+    "topics": topics,
 }
-ONLY_VOISNAP = {"chat", "churn", "stream"}
+ONLY_VOISNAP = {"chat", "churn", "stream", "topics"}
 TOKEN_SCENARIOS = {"chat", "stream"}
 """The scenarios whose server needs the synthetic agents (``chat_agents_file``)."""

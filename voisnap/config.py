@@ -207,8 +207,25 @@ class Settings:
     )
     plain_ws_max_frame: int = setting(
         1024 * 1024,
-        "bytes a /v1/stream client message may have; a longer one closes the connection (1009)",
+        "bytes a /v1/stream or /v1/events client message may have; a longer one closes the "
+        "connection (1009)",
         validator=attrs.validators.ge(1024),
+    )
+    plain_ws_ping_interval: float = setting(
+        15.0,
+        "seconds between the server's WebSocket pings on /v1/stream and /v1/events",
+        validator=attrs.validators.gt(0),
+    )
+    plain_ws_pong_timeout: float = setting(
+        30.0,
+        "seconds a /v1/stream or /v1/events client may go unheard (no pong) before it is closed",
+        validator=attrs.validators.gt(0),
+    )
+    events_max_subscriptions: int = setting(
+        100, "subscriptions one /v1/events connection may hold", validator=attrs.validators.ge(1)
+    )
+    nats_url: str | None = setting(
+        None, "NATS server of the event bus (nats://host:port): /v1/events' events go through it"
     )
     ice_servers: tuple[str, ...] = repeatable(
         "STUN or TURN server for WebRtcHub calls: stun:HOST:PORT or "

@@ -17,7 +17,7 @@ export function nowMicros() {
 }
 
 // The number after `"t":` starting at `from`; -1 if there is none.
-function stampAt(buffer, from) {
+export function stampAt(buffer, from) {
   const at = buffer.indexOf('"t":', from);
   if (at < 0) return -1;
   let value = 0;

@@ -143,14 +143,15 @@ class RawStream(FrameSocket):
             self._buffer.clear()
 
 
-async def open_raw(server: ServerProcess, token: str, *, receive_buffer: int | None = None
-                   ) -> RawStream:
+async def open_raw(server: ServerProcess, token: str, *, receive_buffer: int | None = None,
+                   path: str = STREAM) -> RawStream:
+    """A hand-made WebSocket to ``path`` (``RawStream``: frames as given, no Pong sent)."""
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
     if receive_buffer is not None:  # before connect: the TCP window is set at the handshake
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
     await sock.connect(("127.0.0.1", server.port))
     stream = trio.SocketStream(sock)
-    await stream.send_all(request_head("GET", f"{STREAM}?token={quote(token)}", server, [
+    await stream.send_all(request_head("GET", f"{path}?token={quote(token)}", server, [
         ("Upgrade", "websocket"), ("Connection", "Upgrade"),
         ("Sec-WebSocket-Key", SAMPLE_KEY), ("Sec-WebSocket-Version", "13"),
     ]))

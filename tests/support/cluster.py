@@ -151,8 +151,9 @@ class Cluster:
         """The hub's URL through the proxy."""
         return f"{self.url}/hubs/{hub}"
 
-    def token(self, user: str, tenant: str = "acme", ttl: float = 3600) -> str:
-        return mint_token(self.secret, user, tenant, ttl)
+    def token(self, user: str, tenant: str = "acme", ttl: float = 3600,
+              roles: Iterable[str] = ()) -> str:
+        return mint_token(self.secret, user, tenant, ttl, roles)
 
     # -- looking at each process -------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from ..agents.runtime import Leases, RequestTimeouts, TaskRuntime
 from ..agents.tools import Toolbox
 from ..clock import SystemClock
 from ..config import Settings
+from ..islands.nats import NatsBus
 from ..islands.webrtc import MediaWorker, parse_ice_server
 from ..nodes import Nodes, NodeSignals
 from ..server.factory import create_server
@@ -29,8 +30,11 @@ from .chat import ChatEvents, ChatHub, ChatRest, ChatServices
 from .chat.signals import BackplaneTaskSignals
 from .discussion import DiscussionFace, DiscussionHub, DiscussionRest, Runs
 from .documents import DocumentsRest, Indexer
+from .events import PATH as EVENTS_PATH
+from .events import EventBus, EventsFace, EventsRest, EventsServices
+from .events import serve as serve_events
 from .faces import Faces
-from .nodes import NodeGate, NodeHub, NodesRest, NotifiedPresence
+from .nodes import NodeGate, NodeHub, NodesRest, NotifiedPresence, Presences
 from .nodes.tool import NodeTool
 from .notifications import (
     Insights,
@@ -39,6 +43,7 @@ from .notifications import (
     NotificationsHub,
     NotificationsRest,
 )
+from .plain import PlainSettings
 from .playground import PlaygroundHub
 from .reminders import Heartbeat, RemindersRest
 from .schedules import (
@@ -100,6 +105,16 @@ def create_product(settings: Settings) -> HubServer:
     calls = Calls(server.cluster, None, None)  # completed below, once the chat's services exist
     stream_sessions, turn_logs = StreamSessions(server.cluster), TurnLogs(server.cluster)
     server.add_service(turn_logs.run)
+    nats = None if settings.nats_url is None else NatsBus(settings.nats_url)
+    event_bus = EventBus(server.cluster, nats)
+    if nats is not None:
+        server.add_service(event_bus.run)
+        server.readiness_checks["nats"] = event_bus.check
+    events_face = EventsFace(event_bus, store)
+    server.statistics_sources["events"] = event_bus.statistics
+    server.statistics_sources["stream"] = lambda: {
+        "watchedSessions": stream_sessions.watched, "turnLogs": turn_logs.held,
+    }
     faces = Faces(
         SophonOnly(chat_events),
         SophonOnly(TasksEvents(tasks.router)),
@@ -108,6 +123,7 @@ def create_product(settings: Settings) -> HubServer:
         WorkflowFace(store, notifications),
         VoisnapFace(voisnap_chat.router, (voisnap_voice.router, voisnap_webrtc.router), calls),
         SophonOnly(StreamFace(store, stream_sessions, turn_logs)),
+        SophonOnly(events_face),
     )
     clock = SystemClock()
     api_tokens = ApiTokens(store, clock)
@@ -117,7 +133,7 @@ def create_product(settings: Settings) -> HubServer:
         store,
         server.authority,
         NodeSignals(server.cluster),
-        NotifiedPresence(notifications),
+        Presences(NotifiedPresence(notifications), events_face),
         clock,
         settings.node_heartbeat_interval,
     )
@@ -191,10 +207,15 @@ def create_product(settings: Settings) -> HubServer:
     server.readiness_checks["store"] = store.ping
     server.add_routes(ChatRest(store).routes())
     server.add_routes(V1TasksRest(chat_services).routes())
-    stream = StreamServices(
-        server, chat_services, stream_sessions, turn_logs, settings.plain_ws_max_frame
+    plain = PlainSettings(
+        settings.plain_ws_max_frame, settings.plain_ws_ping_interval,
+        settings.plain_ws_pong_timeout,
     )
+    stream = StreamServices(server, chat_services, stream_sessions, turn_logs, plain)
     server.add_websocket_route(STREAM_PATH, partial(serve_stream, stream))
+    events = EventsServices(server, event_bus, plain, settings.events_max_subscriptions)
+    server.add_websocket_route(EVENTS_PATH, partial(serve_events, events))
+    server.add_routes(EventsRest(event_bus).routes())
     server.add_routes(ApprovalsRest(store, runtime.decisions).routes())
     server.add_routes(DiscussionRest(runs).routes())
     server.add_routes(NotificationsRest(store, notifications, insights).routes())

@@ -7,4 +7,6 @@ through a trio-side door that never imports asyncio itself:
 
 - ``webrtc`` (the door) and ``webrtc_worker`` (the child process): aiortc,
   the WebRtcHub's media endpoint (docs/hubs/voisnap-webrtc.md).
+- ``nats`` (door and thread in one module): nats-py, the event bus of
+  ``/v1/events`` (``NatsBus``).
 """

@@ -26,6 +26,7 @@ Names:
 - ``stream_channel(tenant, session)``: a session's ``/v1/stream`` events, for the
   processes whose connections watch it; ``turn_channel(task)``: the process
   running a task, asked for the turn's events so far (a resume's replay);
+- ``events_channel(tenant)``: a tenant's ``/v1/events`` events (without NATS);
 - ``nodes_key()`` and ``node_presence_key(node)``: the live processes, and
   which connections each holds.
 """
@@ -94,6 +95,11 @@ def machines_channel() -> str:
 def stream_channel(tenant_id: str, session_id: str) -> str:
     """A session's ``/v1/stream`` events (docs/v1-stream.md)."""
     return _join("stream", tenant_id, session_id)
+
+
+def events_channel(tenant_id: str) -> str:
+    """A tenant's ``/v1/events`` events, without NATS (docs/v1-events.md)."""
+    return _join("events", tenant_id)
 
 
 def turn_channel(task_id: str) -> str:

@@ -29,7 +29,7 @@ import attrs
 import trio
 from wsproto import WSConnection
 from wsproto.connection import ConnectionState as WSState
-from wsproto.events import CloseConnection, TextMessage
+from wsproto.events import CloseConnection, Ping, TextMessage
 
 from ..asgi import Receive, Send
 from ..errors import ConnectionClosed
@@ -65,6 +65,14 @@ class MessageSocket(Protocol):
 
     async def send(self, frame: Frame) -> None: ...
 
+    @property
+    def heard_at(self) -> float:
+        """When the client was last heard from (``trio.current_time()``)."""
+        ...
+
+    def ping(self) -> None:
+        """Send a WebSocket Ping; the Pong (any bytes) counts as heard from."""
+
     async def close(self, code: int, reason: str, timeout: float) -> None: ...
 
     def abort(self) -> None: ...
@@ -99,7 +107,7 @@ def offered_subprotocols(headers: Mapping[str, str]) -> list[str]:
 class DirectMessages(DirectWebSocket):
     """voisnap's own WebSocket transport, read and written a message at a time."""
 
-    __slots__ = ("_close_code", "_close_reason", "_parts", "_size")
+    __slots__ = ("_close_code", "_close_reason", "_heard_at", "_parts", "_size")
 
     def __init__(self, sock: socket.socket, ws: object, *, capacity: int, max_bytes: int) -> None:
         super().__init__(sock, ws, capacity=capacity, max_bytes=max_bytes)  # type: ignore[arg-type]
@@ -107,6 +115,21 @@ class DirectMessages(DirectWebSocket):
         self._size = 0
         self._close_code = 1000
         self._close_reason = ""
+        self._heard_at = trio.current_time()
+
+    @property
+    def heard_at(self) -> float:
+        return self._heard_at
+
+    def ping(self) -> None:
+        if self._ws.state is WSState.OPEN:
+            self._send_control(self._ws.send(Ping(b"voisnap")))
+
+    async def _receive_raw(self) -> bytes | None:
+        data = await super()._receive_raw()
+        if data:  # a Pong, or anything else: the client is there
+            self._heard_at = trio.current_time()
+        return data
 
     def frame(self, message: bytes) -> Frame:
         return self.info.text_framer.frame(message)
@@ -183,10 +206,19 @@ class DirectUpgrade:
 
 
 class AsgiMessages(AsgiWebSocket):
-    """The ASGI WebSocket, a message at a time (hypercorn frames each one)."""
+    """The ASGI WebSocket, a message at a time (hypercorn frames each one).
+    ASGI has no Ping: hypercorn answers the client's, and keep-alive is not
+    checked on this path (TLS; docs/v1-events.md, "Keep-alive")."""
 
     _close_code = 1000
     _close_reason = ""
+
+    @property
+    def heard_at(self) -> float:
+        return trio.current_time()
+
+    def ping(self) -> None:
+        pass
 
     def frame(self, message: bytes) -> Frame:
         return self.info.text_framer.frame(message)

@@ -2,7 +2,7 @@
 
 from .gate import NodeGate
 from .hub import NodeHub
-from .presence import NotifiedPresence
+from .presence import NotifiedPresence, Presences
 from .rest import NodesRest
 
-__all__ = ["NodeGate", "NodeHub", "NodesRest", "NotifiedPresence"]
+__all__ = ["NodeGate", "NodeHub", "NodesRest", "NotifiedPresence", "Presences"]

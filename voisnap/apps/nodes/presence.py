@@ -27,3 +27,18 @@ class NotifiedPresence:
         await self._notifications.publish(
             owner.tenant_id, Audience(USER, owner.user_id), event, payload
         )
+
+
+class Presences:
+    """Several presence sinks as one (the notifications, ``/v1/events``), each told in turn."""
+
+    def __init__(self, *sinks: object) -> None:
+        self._sinks = sinks
+
+    async def online(self, node: Node, at: datetime.datetime) -> None:
+        for sink in self._sinks:
+            await sink.online(node, at)  # type: ignore[attr-defined]
+
+    async def offline(self, node: Node, at: datetime.datetime) -> None:
+        for sink in self._sinks:
+            await sink.offline(node, at)  # type: ignore[attr-defined]

@@ -1,51 +1,32 @@
 """One ``/v1/stream`` connection (seed 004; docs/v1-stream.md).
 
-``serve`` answers the upgrade: the token comes from the subprotocol
-``Bearer.<token>`` (selected in the answer, as browsers require) or
-``?token=``; a missing, invalid or expired one gets an ``UNAUTHORIZED`` error
-frame and the close code 4001, and so does a token that expires while the
-connection is open.
+The door and the connection's life (authentication and 4001, one frame at a
+time in its own error boundary, 1009, keep-alive, expiry) are every plain
+WebSocket protocol's (``apps.plain``); this is the stream's part.
 
-A ``StreamConnection`` then reads one frame at a time, each in its own error
-boundary: a bad frame gets an ``error`` frame and the connection stays; an
-unexpected failure gets ``INTERNAL``, is logged once, and the connection
-stays too. A frame over ``--plain-ws-max-frame`` closes it with 1009.
-
-It watches the sessions it submitted to, started or resumed (``sessions``),
-and shows their events as they come; a client too slow to take them is
-disconnected (its tasks go on; it can resume). While a session replays, its
-live events wait, then pass the resume's cut (``resume``).
+A ``StreamConnection`` watches the sessions it submitted to, started or
+resumed (``sessions``), and shows their events as they come; a client too
+slow to take them is disconnected (its tasks go on; it can resume). While a
+session replays, its live events wait, then pass the resume's cut (``resume``).
 """
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
 import attrs
-import trio
 
 from ...agents.base import ToolCall, transcript_from_json, unanswered
 from ...agents.decisions import Decider, DecisionError
 from ...agents.registry import UnknownAgent
 from ...agents.tools import ASK_USER
-from ...errors import AuthenticationError, ConnectionClosed
-from ...failures import report_unexpected
 from ...principal import Principal
-from ...server.http import HttpError
 from ...server.hub_server import HubServer
 from ...storage.base import InfoRequest, Owner, Session, StoreError, TaskState, utc_now
-from ...transports.frames import Frame
-from ...transports.plain import (
-    MESSAGE_TOO_BIG,
-    MessageSocket,
-    MessageTooLarge,
-    Upgrade,
-    offered_subprotocols,
-)
+from ...transports.plain import MessageSocket, Upgrade
 from ..chat.hub import ChatServices
 from ..chat.intake import is_voisnap_session, new_id
+from ..plain import PlainConnection, PlainSettings, admit
 from . import events
 from .events import StreamEvent
 from .protocol import (
@@ -72,16 +53,7 @@ from .submission import (
 )
 from .turns import TurnLogs
 
-log = logging.getLogger(__name__)
-
 PATH = "/v1/stream"
-BEARER = "Bearer."
-UNAUTHENTICATED = 4001  # seed 004: "authentication failed; reconnect with a valid token"
-POLICY_VIOLATION = 1008
-UNAUTHORIZED, FORBIDDEN, INTERNAL = "UNAUTHORIZED", "FORBIDDEN", "INTERNAL"
-CLOSE_TIMEOUT = 5.0
-SEND_TIMEOUT = 30.0  # how long a reply may wait for a client that does not read
-NORMAL_CLOSURE = 1000
 ADMIN = "admin"
 MAX_HELD = 10_000  # live events a session may hold back while it replays
 MAX_WATCHED = 100  # sessions one connection shows
@@ -93,45 +65,14 @@ class StreamServices:
     chat: ChatServices
     sessions: StreamSessions
     turns: TurnLogs
-    max_frame: int
+    settings: PlainSettings
 
 
 async def serve(services: StreamServices, upgrade: Upgrade) -> None:
     """Answer a ``/v1/stream`` upgrade, and serve the connection to its end."""
-    request = upgrade.request
-    offered = [p for p in offered_subprotocols(request.headers) if p.startswith(BEARER)]
-    token = offered[0][len(BEARER):] if offered else request.query.get("token")
-    principal: Principal | None = None
-    refusal = "A token is required: the subprotocol Bearer.<token>, or ?token=."
-    if token:
-        try:
-            principal = await services.hubs.principal_of(token)
-            refusal = ""
-        except AuthenticationError as error:
-            refusal = str(error)
-    if principal is not None and _expired(principal):
-        principal, refusal = None, "The token has expired."
-    sock = await upgrade.accept(offered[0] if offered else None)
-    if principal is None:
-        return await _refuse(sock, UNAUTHORIZED, refusal, UNAUTHENTICATED)
-    try:
-        await services.hubs.admit_principal(PATH, principal)
-    except HttpError as error:  # the apps' checks of who may connect
-        return await _refuse(sock, FORBIDDEN, error.text, POLICY_VIOLATION)
-    await StreamConnection(services, sock, principal).run()
-
-
-def _expired(principal: Principal) -> bool:
-    return principal.expires_at is not None and principal.expires_at <= time.time()
-
-
-async def _refuse(sock: MessageSocket, code: str, why: str, close_code: int) -> None:
-    """An ``error`` frame, then the close."""
-    async with trio.open_nursery() as nursery:
-        sock.start(nursery, nursery.cancel_scope.cancel)  # its writer, on either path
-        await sock.send(sock.frame(events.encode(events.error(code, why))))
-        await sock.close(close_code, why[:100], CLOSE_TIMEOUT)
-        nursery.cancel_scope.cancel()
+    admitted = await admit(services.hubs, PATH, upgrade)
+    if admitted is not None:
+        await StreamConnection(services, *admitted).run()
 
 
 @attrs.define
@@ -143,72 +84,27 @@ class Watched:
     cut: Cut | None = None
 
 
-class StreamConnection:
+class StreamConnection(PlainConnection):
+    what = "a /v1/stream frame"
+    refusals = (BadFrame, Refused)
+
     def __init__(self, services: StreamServices, sock: MessageSocket, principal: Principal) -> None:
+        super().__init__(sock, principal, services.settings)
         self._services = services
         self._chat = services.chat
-        self._sock = sock
-        self._principal = principal
         self._owner = Owner(principal.tenant_id, principal.user_id)
         self._is_admin = principal.has_role(ADMIN)
         self._watched: dict[str, Watched] = {}
 
-    async def run(self) -> None:
-        async with trio.open_nursery() as nursery:
-            self._sock.start(nursery, nursery.cancel_scope.cancel)
-            if self._principal.expires_at is not None:
-                nursery.start_soon(self._expire_at, self._principal.expires_at)
-            try:
-                await self._read()
-            finally:
-                for session_id in list(self._watched):
-                    self._services.sessions.unwatch(self._owner.tenant_id, session_id, self)
-                self._watched.clear()
-                nursery.cancel_scope.cancel()
-                # Whoever ended it, the socket goes now (RFC 6455 7.1.1: after the
-                # Close handshake the server closes the TCP connection at once).
-                with trio.CancelScope(shield=True):
-                    await self._sock.close(NORMAL_CLOSURE, "", CLOSE_TIMEOUT)
+    async def handle(self, message: str | bytes) -> None:
+        await self._handle(parse(message))
 
-    async def _read(self) -> None:
-        while True:
-            try:
-                message = await self._sock.receive(self._services.max_frame)
-            except MessageTooLarge as error:
-                await self._sock.close(MESSAGE_TOO_BIG, str(error), CLOSE_TIMEOUT)
-                return
-            except ConnectionClosed:
-                return
-            try:
-                await self._handle(parse(message))
-            except (BadFrame, Refused) as refusal:
-                await self._error(refusal.code, str(refusal))
-            except Exception as error:  # one frame's failure, not the connection's
-                report_unexpected(log, "a /v1/stream frame", error)
-                await self._error(INTERNAL, "The server failed to handle this frame.")
+    def ended(self) -> None:
+        for session_id in list(self._watched):
+            self._services.sessions.unwatch(self._owner.tenant_id, session_id, self)
+        self._watched.clear()
 
-    async def _expire_at(self, expires_at: float) -> None:
-        await trio.sleep(max(0.0, expires_at - time.time()))
-        await self._error(UNAUTHORIZED, "The token has expired.")
-        await self._sock.close(UNAUTHENTICATED, "token expired", CLOSE_TIMEOUT)
-
-    # -- sending ----------------------------------------------------------------------------------
-
-    async def _send(self, event: dict[str, Any]) -> None:
-        """A reply of this connection's own: waits for room (flow control), but
-        not for ever: a client that reads nothing is disconnected."""
-        await self._send_frame(self._sock.frame(events.encode(event)))
-
-    async def _send_frame(self, frame: Frame) -> None:
-        with trio.move_on_after(SEND_TIMEOUT) as waited:
-            await self._sock.send(frame)
-        if waited.cancelled_caught:
-            log.info("a /v1/stream client that read nothing for %s s was disconnected",
-                     SEND_TIMEOUT)
-            self._sock.abort()
-
-    async def _error(self, code: str, message: str) -> None:
-        await self._send(events.error(code, message))
+    # -- the sessions' events ---------------------------------------------------------------------
 
     def show(self, session_id: str, event: StreamEvent) -> None:
         """A watched session's live event (``sessions.Watcher``)."""
@@ -217,17 +113,10 @@ class StreamConnection:
             return
         if watched.held is not None:
             if len(watched.held) >= MAX_HELD:
-                self._sock.abort()
+                self.sock.abort()
             watched.held.append(event)
         elif watched.cut is None or watched.cut.passes(event):
-            self._show_now(event)
-
-    def _show_now(self, event: StreamEvent) -> None:
-        try:
-            self._sock.send_nowait(event.frame_for(self._sock))
-        except trio.WouldBlock:  # too slow to take the stream: disconnected, its tasks go on
-            log.info("a /v1/stream client too slow for its events was disconnected")
-            self._sock.abort()
+            self.show_now(event.frame_for(self.sock))
 
     async def _watch(self, session_id: str, *, hold: bool) -> Watched:
         """Show ``session_id``'s events from now on (holding them back if ``hold``)."""
@@ -250,7 +139,7 @@ class StreamConnection:
         held, watched.held = watched.held or [], None
         for event in held:
             if watched.cut is None or watched.cut.passes(event):
-                self._show_now(event)
+                self.show_now(event.frame_for(self.sock))
 
     # -- the client's frames ------------------------------------------------------------------
 
@@ -284,7 +173,7 @@ class StreamConnection:
         except Refused:
             self._unwatch(session_id)
             raise
-        await self._send(self._ready(session_id, submission.profile_id))
+        await self.send(self._ready(session_id, submission.profile_id))
         self._release(watched)
 
     async def _start(self, profile_id: str) -> None:
@@ -300,7 +189,7 @@ class StreamConnection:
         except StoreError as error:
             raise Refused(BAD_REQUEST, str(error)) from None
         await self._watch(session.session_id, hold=False)
-        await self._send(self._ready(session.session_id, profile_id))
+        await self.send(self._ready(session.session_id, profile_id))
 
     def _ready(self, session_id: str, profile_id: str) -> dict[str, Any]:
         """``session.ready``: the container is the voisnap process that made the
@@ -317,7 +206,7 @@ class StreamConnection:
             )
             for event in replayed:
                 if self._is_admin or not event.admin_only:
-                    await self._send_frame(event.frame_for(self._sock))
+                    await self.send_frame(event.frame_for(self.sock))
         finally:
             self._release(watched)
 
@@ -335,7 +224,7 @@ class StreamConnection:
         question = await self._open_question(task_id) if task.state is TaskState.WAITING else None
         if question is None:
             raise Refused(BAD_REQUEST, f"Task '{task_id}' is not waiting for an answer.")
-        principal = self._principal
+        principal = self.principal
         decider = Decider(principal.tenant_id, principal.user_id, principal.roles)
         try:
             await self._chat.runtime.decisions.answer(decider, question.info_id, answer)

@@ -18,6 +18,7 @@ from ...agents.base import TextPart, ToolCall, ToolResult
 from ...agents.tools import ASK_USER
 from ...storage.base import InfoRequest, Message, Task, TaskState
 from ...transports.frames import Frame
+from ..plain import encode
 
 ASK_USER_TOOL = "AskUserQuestion"  # the seed's name for the agent's question
 CANCELLED_OUTPUT = "The task was cancelled before this tool's result came."
@@ -71,13 +72,6 @@ class StreamEvent:
                 and isinstance(seq, int) and isinstance(admin_only, bool) and data):
             return None
         return cls(data, task_id, segment, seq, admin_only)
-
-
-def encode(event: dict[str, Any]) -> bytes:
-    """The event's JSON, as UTF-8. Whatever an event holds, the frame is valid
-    UTF-8: a lone surrogate (which JSON may carry, UTF-8 may not) becomes "?"."""
-    text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
-    return text.encode("utf-8", errors="replace")
 
 
 # -- a task's events ------------------------------------------------------------------------------
@@ -169,10 +163,6 @@ def replay_end(session_id: str) -> dict[str, Any]:
 def user_message(task: Task, text: str) -> dict[str, Any]:
     """A past turn's prompt, in a replay (an extension of the seed)."""
     return _of("user.message", task, text=text)
-
-
-def error(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
 
 
 # -- a stored turn --------------------------------------------------------------------------------
