@@ -12,8 +12,10 @@
         # chat: 1 process on SQLite beside 2 processes on Redis and PostgreSQL
     python -m bench stream                    # /v1/stream's token latency beside the chat
                                               # hub's, same sessions, same run (voisnap only)
-    python -m bench topics                    # /v1/events: wildcard subscriptions, REST
-                                              # events at a ramp of rates; TopicTree's cost
+    python -m bench topics                    # /v1/events: wildcard subscriptions, events
+                                              # published on NATS at a ramp of rates (a
+                                              # nats-server of the run's own); TopicTree's cost
+    python -m bench topics --producer rest    # the same, events POSTed to /v1/events/{topic}
     python -m bench voice                     # N real-time StreamAudio streams (voisnap only),
                                               # then the VoiceHub's round trip
     python -m bench voice --part call         # only the VoiceHub's round trip
@@ -27,15 +29,18 @@ and PNG plots beside it; a summary with voisnap's ratios to each peer is printed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .harness import (
     ChatLoad,
     ClusterUnderTest,
     LoadGenerator,
+    NatsServer,
     ServerUnderTest,
     StreamLoad,
     external_voisnap,
@@ -83,14 +88,17 @@ FULL = {
         "churn_rate": 10,
     },
     # 1,000 connections x 10 mixed patterns; the producer cycles through 256 topics
-    # over 16 keep-alive connections. The matching cost: 1k, 10k, 100k subscriptions.
+    # (over REST: 16 keep-alive connections, "inflight"). The rates are NATS's: REST
+    # stops near 250 a second, at its own cost, which ends its ramp early. The
+    # matching cost: 1k, 10k, 100k subscriptions.
     "topics": {
         "connections": 1000,
         "per_connection": 10,
         "topics": 256,
         "inflight": 16,
         "duration": 4.0,
-        "rates": [50, 100, 200, 300, 400, 500, 600, 800, 1000, 1500],
+        "rates": [50, 100, 200, 300, 500, 700, 1000, 1500, 2000, 3000, 4000, 6000, 8000,
+                  12000, 16000, 24000, 32000],
         "sizes": [1000, 10000, 100000],
         "depths": [6, 10],
     },
@@ -130,7 +138,10 @@ QUICK = {
 
 
 def main() -> None:
-    arguments = _parser().parse_args()
+    parser = _parser()
+    arguments = parser.parse_args()
+    if arguments.url and arguments.producer == "nats" and arguments.scenario in {*PRODUCED, "all"}:
+        parser.error("--url: the run's own NATS server is not that voisnap's; use --producer rest")
     if arguments.scenario == "voice":
         return _voice(arguments.quick, arguments.part)
     scenarios = list(SCENARIOS) if arguments.scenario == "all" else [arguments.scenario]
@@ -141,6 +152,8 @@ def main() -> None:
         options = dict((QUICK if arguments.quick else FULL)[scenario])
         if arguments.subscribers:
             options["subscribers"] = arguments.subscribers
+        if scenario in PRODUCED:
+            options["producer"] = arguments.producer
         result = {"scenario": scenario, "options": options, "targets": {}}
         for target in _expand(targets, arguments):
             if scenario in ONLY_VOISNAP and not target.startswith("voisnap"):
@@ -184,17 +197,36 @@ def _voice(quick: bool, part: str | None) -> None:
 
 
 def _run(scenario: str, target: str, options: dict, arguments: argparse.Namespace) -> dict:
-    with tempfile.TemporaryDirectory() as data_dir:
-        server = _server(target, Path(data_dir), arguments, scenario, options)
+    with tempfile.TemporaryDirectory() as data_dir, _event_bus(options) as nats_url:
+        server = _server(target, Path(data_dir), arguments, scenario, options, nats_url)
         server.start()
         load = LOADS.get(scenario, LoadGenerator)(arguments.loadgen)
         try:
-            outcome = SCENARIOS[scenario](server, load, options)
+            outcome = SCENARIOS[scenario](server, load, options | {"nats_url": nats_url})
         finally:
             load.close()
             server.stop()
         outcome["rss_samples"] = [(t, rss) for t, rss, _ in server.samples]
         return outcome
+
+
+PRODUCED = {"topics"}
+"""The scenarios whose events come from a producer, on NATS or over REST (``--producer``)."""
+
+
+@contextlib.contextmanager
+def _event_bus(options: dict) -> Iterator[str | None]:
+    """With the NATS producer, a nats-server for this target's run, stopped after it
+    (by the PID started): its URL, for voisnap's ``--nats-url``. Else None."""
+    if options.get("producer") != "nats":
+        yield None
+        return
+    nats = NatsServer()
+    nats.start()
+    try:
+        yield nats.url
+    finally:
+        nats.stop()
 
 
 LOADS: dict[str, type[ChatLoad] | type[LoadGenerator]] = {
@@ -219,7 +251,8 @@ REDIS = "voisnap+redis"
 
 
 def _server(
-    target: str, data_dir: Path, arguments: argparse.Namespace, scenario: str, options: dict
+    target: str, data_dir: Path, arguments: argparse.Namespace, scenario: str, options: dict,
+    nats_url: str | None = None,
 ) -> ServerUnderTest | ClusterUnderTest:
     if target == "voisnap" and arguments.url:
         return external_voisnap(arguments.url, arguments.token, arguments.server_pid)
@@ -227,6 +260,8 @@ def _server(
         return peer_server(target)
     # The quick slow-consumer run publishes 30 KB messages: over the 32 KiB default.
     settings = {"max_message_size": str(64 * 1024)}
+    if nats_url:
+        settings["nats_url"] = nats_url
     if scenario in TOKEN_SCENARIOS:
         agents = data_dir / "agents.toml"
         agents.write_text(chat_agents_file(options))
@@ -265,6 +300,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--part", choices=["streams", "call", "webrtc"],
         help="voice: only StreamAudio, only the VoiceHub call, or only the browser's WebRTC call"
+    )
+    parser.add_argument(
+        "--producer", choices=["nats", "rest"], default="nats",
+        help="topics: publish the events on NATS (a nats-server of the run's own; voisnap "
+        "gets --nats-url) or POST them to /v1/events/{topic}",
     )
     parser.add_argument("--url", help="bench a voisnap already running at this http:// URL")
     parser.add_argument("--token", default="", help="an access token for --url")

@@ -16,6 +16,8 @@ import math
 import os
 import queue
 import resource
+import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -140,13 +142,18 @@ class ServerUnderTest:
 
     def stop(self) -> None:
         self._sampling = False
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        _end(self.process)
+
+
+def _end(process: subprocess.Popen | None) -> None:
+    """SIGTERM the process we started (by its PID), SIGKILL it if it lingers."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
 
 
 def voisnap_server(
@@ -237,6 +244,55 @@ def external_voisnap(url: str, token: str, pid: int | None) -> ServerUnderTest:
     return ServerUnderTest(
         "voisnap", host=host, port=int(port), token=token, pid=pid, external=True
     )
+
+
+def free_port() -> int:
+    """A loopback port nobody holds now, for a server that cannot be told to take
+    port 0 and print it."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@attrs.define
+class NatsServer:
+    """The run's own ``nats-server`` on a free loopback port: the event bus that the
+    topics scenario's producer publishes on. Core NATS only (no JetStream): voisnap
+    subscribes to plain subjects, and a store would only add disk writes."""
+
+    port: int = attrs.Factory(free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start it and wait until it speaks first (its INFO line), as NATS servers do."""
+        binary = shutil.which("nats-server", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+        if binary is None:
+            raise RuntimeError("nats-server not found: install the Debian package nats-server")
+        self.process = subprocess.Popen(
+            [binary, "-a", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.process.poll() is None:
+            if self._answers():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nats-server did not start on 127.0.0.1:{self.port}")
+
+    def _answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                return sock.recv(5) == b"INFO "
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        _end(self.process)
 
 
 def peer_server(name: str) -> ServerUnderTest:

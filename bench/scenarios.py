@@ -12,7 +12,7 @@
   connection each, the same agent; token latency from the agent to the
   connection, beside the chat hub's in the same run (voisnap only).
 - topics: ``/v1/events`` connections holding mixed wildcard subscriptions, tenant
-  events produced over REST at a ramp of rates: the highest events/s (and
+  events produced on NATS (or over REST) at a ramp of rates: the highest events/s (and
   deliveries/s) whose p99 < 100 ms; and, in-process, ``TopicTree.match``'s cost
   per event at 1k, 10k and 100k subscriptions (voisnap only).
 - churn: steady subscribers of a group at a steady publish rate while other
@@ -462,21 +462,22 @@ def chat_agents_file(options: dict) -> str:
 
 
 def topics(server: ServerUnderTest, load: TopicsLoad, options: dict) -> dict:
-    """Connections with mixed wildcard subscriptions, a ramp of REST-produced event
-    rates: each step's deliveries are checked against the reference matcher's
-    count, and a step passes only if the server also took the rate asked. The
+    """Connections with mixed wildcard subscriptions, a ramp of event rates produced
+    on NATS or over REST (``options["producer"]``): each step's deliveries are
+    checked against the reference matcher's count, and a step passes only if the
+    producer's rate was also taken (by NATS, or by voisnap's REST endpoint). The
     matching cost is measured first, in this process, while the server is idle."""
     matching = matching_cost(options["sizes"], options["depths"])
     plan = Plan.of(options["connections"], options["per_connection"], options["topics"])
     patterns, published = plan.texts()
     subscribed = load.subscribe(server, patterns)
-    load.produce(server, published, options["inflight"])
+    load.produce(server, published, options)
     _wait_settled(server)
     def step_at(rate: float) -> Step:
         return run_step(server, load, subscribed["connections"], rate, options["duration"], 0,
                         expect=plan.expected)
 
-    # Unmeasured: the producer's keep-alive connections open, first requests' costs paid.
+    # Unmeasured: the producer's connections open, first events' costs paid.
     warmup = step_at(options["rates"][0])
     steps: list[Step] = []
     for rate in tqdm(options["rates"], desc=f"topics {server.name}", unit="step", leave=False):

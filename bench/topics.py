@@ -18,6 +18,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -211,7 +212,7 @@ def _check_sample(tree: TopicTree, patterns: list[list[str]], topics: list[list[
 
 class TopicsLoad(LoadGenerator):
     """Node processes holding ``/v1/events`` connections (``bench/loadgen/topics.mjs``);
-    worker 0 also produces the events over REST. It answers ``begin``, ``publish`` and
+    worker 0 also produces the events, on NATS or over REST. It answers ``begin``, ``publish`` and
     ``end`` as the fan-out's load generator does, so that ``run_step`` times both."""
 
     script = TOPICS_WORKER
@@ -233,11 +234,19 @@ class TopicsLoad(LoadGenerator):
         }
 
     def produce(self, server: ServerUnderTest | ClusterUnderTest, topics: list[str],
-                inflight: int) -> None:
-        """Worker 0's producer: a ``service`` token, its topics, its keep-alive connections."""
-        token = server.mint("bench-producer", TENANT, roles=("service",))
-        self.workers[0].send(cmd="producer", host=server.host, port=server.publisher_port(),
-                             token=token, topics=topics, inflight=inflight)
+                options: dict) -> None:
+        """Worker 0's producer of ``topics``: on NATS (``options["nats_url"]``), one TCP
+        connection to the bus that voisnap listens on, as another service's; over REST,
+        a ``service`` token and ``inflight`` keep-alive connections to voisnap."""
+        if options.get("producer") == "nats":
+            bus = urlsplit(options["nats_url"])
+            self.workers[0].send(cmd="producer", kind="nats", host=bus.hostname, port=bus.port,
+                                 topics=topics)
+        else:
+            token = server.mint("bench-producer", TENANT, roles=("service",))
+            self.workers[0].send(cmd="producer", kind="rest", host=server.host,
+                                 port=server.publisher_port(), token=token, topics=topics,
+                                 inflight=options["inflight"])
         self.workers[0].reply("producer")
 
     def publish(self, rate: float, duration: float, size: int = 0) -> dict:

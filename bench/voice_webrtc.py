@@ -27,7 +27,7 @@ import wave
 from pathlib import Path
 from typing import Any
 
-from .harness import voisnap_server
+from .harness import free_port, voisnap_server
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "tests" / "conformance" / "js" / "webrtc_call.mjs"
@@ -41,7 +41,7 @@ def run_webrtc(quick: bool) -> dict[str, Any]:
     options = QUICK if quick else FULL
     with tempfile.TemporaryDirectory() as folder:
         microphone, voiced_ms = _microphone(Path(folder))
-        page_port = _free_port()
+        page_port = free_port()
         settings = {"webrtc_host": "127.0.0.1", "cors_origins": f"http://127.0.0.1:{page_port}"}
         server = voisnap_server(Path(folder) / "data", settings)
         server.start(timeout=60)
@@ -100,14 +100,6 @@ def _microphone(folder: Path) -> tuple[Path, float]:
     samples = memoryview(frames).cast("h")
     voiced = [index for index, sample in enumerate(samples) if abs(sample) > VOICED]
     return microphone, (voiced[-1] - voiced[0]) * 1000 / rate
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def summarize_webrtc(result: dict[str, Any]) -> str:

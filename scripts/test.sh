@@ -6,9 +6,11 @@ cd "$(dirname "$0")/.."
 
 # Debian packages for the servers and tools the tests start themselves (tests/support/services.py):
 # Redis (backplane), PostgreSQL (shared store), NATS (event bus), espeak-ng and sox (voice),
-# Chromium (browser tests). apt-get runs only when one is missing, so a second run is fast.
+# Chromium (browser tests), and mmdebstrap, podman and runc (the container is built and run:
+# tests/ops/test_container.py). apt-get runs only when one is missing, so a second run is fast.
 # The packages' own services are never started: tests run throwaway instances on free ports.
-APT_PACKAGES=(redis-server postgresql nats-server espeak-ng libespeak-ng1 sox chromium)
+APT_PACKAGES=(redis-server postgresql nats-server espeak-ng libespeak-ng1 sox chromium
+              mmdebstrap podman runc uidmap)
 
 install_debian_packages() {
     local missing=() pkg

@@ -31,8 +31,14 @@ def imported_top_level_modules() -> set[str]:
 def declared_runtime_distributions() -> set[str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     return {
-        re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower() for spec in project["dependencies"]
+        canonical(re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0])
+        for spec in project["dependencies"]
     }
+
+
+def canonical(name: str) -> str:
+    """PEP 503: "prometheus_client" and "prometheus-client" are one distribution."""
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def test_packaging_every_import_is_a_runtime_dependency() -> None:
@@ -41,6 +47,6 @@ def test_packaging_every_import_is_a_runtime_dependency() -> None:
     missing = {
         module: owners.get(module, ["?"])
         for module in imported_top_level_modules()
-        if not {name.lower() for name in owners.get(module, [])} & declared
+        if not {canonical(name) for name in owners.get(module, [])} & declared
     }
     assert missing == {}, f"imported by voisnap but not in [project.dependencies]: {missing}"

@@ -1,4 +1,4 @@
-"""The ``voisnap`` command: ``serve``, ``token`` and ``node`` (the reference node).
+"""The ``voisnap`` command: ``serve``, ``token``, ``node`` (the reference node) and ``status``.
 
 Every ``serve`` flag comes from a field of ``config.Settings``, with its help
 text and its ``VOISNAP_<NAME>`` variable, so the three never disagree.
@@ -7,7 +7,6 @@ text and its ``VOISNAP_<NAME>`` variable, so the three never disagree.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from functools import partial
@@ -18,9 +17,11 @@ import attrs
 import trio
 
 from .config import Settings, env_name, flag_name, is_repeatable, settings_from
+from .logs import configure_logging
 from .node_client.cli import add_node_parser, run_node
 from .server.factory import token_authority
 from .server.secrets import SECRET_ENV
+from .status import add_status_parser, run_status
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="make an API token (rc_...) of the user's by this name, for REST and /v1/*",
     )
     add_node_parser(commands)
+    add_status_parser(commands)
     return parser
 
 
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         return _token(arguments)
     if arguments.command == "node":
         return run_node(arguments)
+    if arguments.command == "status":
+        return run_status(arguments)
     if arguments.command == "worker":
         from .server.workers import die_with_supervisor, settings_of_worker
 
@@ -109,11 +113,7 @@ def _serve(settings: Settings, *, reuse_port: bool = False) -> int:
     from .apps import create_product
     from .server.runner import serve
 
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_format, settings.log_level)
     try:
         # Under --workers N this only checks what the workers will read (the
         # agents file, the schedules file): a file that stops one worker would
@@ -137,7 +137,18 @@ def _print_ready(line: str) -> None:
 def _token(arguments: argparse.Namespace) -> int:
     data_dir = arguments.data_dir or settings_from({}).data_dir
     settings = settings_from({"data_dir": data_dir, "database_url": arguments.database})
-    authority = token_authority(settings)
+    try:
+        authority = token_authority(settings)
+    except ValueError as error:
+        print(f"voisnap token: {error}", file=sys.stderr)
+        return 2
+    if not authority.issues_tokens and arguments.api is None:
+        print(
+            "voisnap token: with --jwt-jwks-url, access tokens come from the identity "
+            "provider; this server issues none",
+            file=sys.stderr,
+        )
+        return 2
     if arguments.node is not None:
         return _node_token(arguments, settings)
     if arguments.api is not None:

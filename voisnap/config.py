@@ -23,6 +23,8 @@ from typing import Any
 
 import attrs
 
+from .logs import check_log_settings
+
 KIB = 1024
 MIB = 1024 * KIB
 
@@ -53,6 +55,21 @@ class Settings:
 
     # -- security --
     jwt_algorithm: str = setting("HS256", "JWT signing algorithm (HS256, HS384 or HS512)")
+    jwt_jwks_url: str | None = setting(
+        None,
+        "JWKS URL of an identity provider: verify its RS256/ES256 tokens instead of "
+        "an HS256 secret",
+        validator=lambda _, __, value: check_jwks_url(value),
+    )
+    jwt_issuer: str | None = setting(None, "the 'iss' access tokens must have (checked when set)")
+    jwt_audience: str | None = setting(
+        None, "the 'aud' access tokens must have (checked when set)"
+    )
+    jwt_user_claim: str = setting("sub", "the token claim that names the user")
+    jwt_tenant_claim: str = setting("tid", "the token claim that names the tenant")
+    jwt_roles_claim: str = setting(
+        "roles", "the token claim that lists the roles (a list or a space-separated string)"
+    )
     cors_origins: tuple[str, ...] = repeatable(
         "browser origin allowed for CORS and WebSocket upgrades (repeatable)",
         flag="--cors-origin",
@@ -63,6 +80,10 @@ class Settings:
     proxy_headers: bool = setting(False, "trust X-Forwarded-For and X-Forwarded-Proto")
     detailed_errors: bool = setting(False, "send exception details to clients (development)")
     access_log: bool = setting(False, "log every HTTP request and WebSocket (tokens redacted)")
+    log_format: str = setting(
+        "text", "log lines on stderr: text, or json (one object per line, with context)"
+    )
+    log_level: str = setting("info", "least severe level logged: debug, info, warning or error")
 
     # -- scale-out (several processes) --
     redis_url: str | None = setting(
@@ -224,6 +245,9 @@ class Settings:
     events_max_subscriptions: int = setting(
         100, "subscriptions one /v1/events connection may hold", validator=attrs.validators.ge(1)
     )
+    metrics_token: str | None = setting(
+        None, "a token GET /metrics requires (Authorization: Bearer or ?access_token=); none: open"
+    )
     nats_url: str | None = setting(
         None, "NATS server of the event bus (nats://host:port): /v1/events' events go through it"
     )
@@ -294,6 +318,7 @@ class Settings:
             raise ValueError("--task-lease-renewal must be positive and less than --task-lease")
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
+        check_log_settings(self.log_format, self.log_level)
         check_prefixes(self.sophon_hubs_prefix, self.voisnap_hubs_prefix)
         if self.workers > 1 and not self.redis_url:
             raise ValueError(
@@ -324,6 +349,11 @@ def check_prefixes(sophon: str, voisnap: str) -> None:
             f"--sophon-hubs-prefix and --voisnap-hubs-prefix are both {sophon!r}: the two "
             "products' hubs share names (chat), so they need different prefixes"
         )
+
+
+def check_jwks_url(url: str | None) -> None:
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ValueError(f"--jwt-jwks-url must be an http:// or https:// URL, not {url!r}")
 
 
 def iso_date(value: Any, flag: str) -> datetime.date | None:

@@ -1,20 +1,25 @@
 // The topics scenario's load generator: /v1/events connections holding wildcard
-// subscriptions, and (worker 0) a REST producer of tenant-wide events.
+// subscriptions, and (worker 0) a producer of tenant-wide events, on NATS or over REST.
 //
 // Driven by the harness over stdin/stdout, one JSON object per line:
 //   {"cmd":"subscribe", host, port, token, connections: [[pattern, ...], ...]}
 //        open one connection per list, subscribe it to each pattern, and wait for
 //        every "subscribed"                 -> {"event":"subscribed", count, subscriptions, failed, error}
-//   {"cmd":"producer", host, port, token, topics, inflight}
+//   {"cmd":"producer", kind: "nats", host, port, topics}
+//        one TCP connection to the NATS server, publishing on the topics as subjects
+//   {"cmd":"producer", kind: "rest", host, port, token, topics, inflight}
 //        the producer's keep-alive connections and the topics it cycles through
 //                                           -> {"event":"producer"}
 //   {"cmd":"begin"}                         -> {"event":"begun"}
 //   {"cmd":"publish", rate, duration}       -> {"event":"published", count, seconds, failed, error}
 //   {"cmd":"end", quiet_ms, max_wait_ms}    -> {"event":"step", received, histogram, ...}
-// Each event's data is {"t": <monotonic µs when its POST was sent>, "seq": n}: the
-// latency of a delivery runs from the producer's request to the subscriber's frame.
+// Each event's data is {"t": <monotonic µs when it was written or its POST sent>, "seq": n}:
+// the latency of a delivery runs from the producer to the subscriber's frame.
 
 import http from "node:http";
+import net from "node:net";
+import { once } from "node:events";
+import { setTimeout as sleep } from "node:timers/promises";
 import { WsClient } from "./wsclient.mjs";
 import { Latencies, inLanes, reply, serveCommands } from "./agentload.mjs";
 import { nowMicros, stampAt } from "./targets.mjs";
@@ -93,14 +98,89 @@ async function subscribe(m) {
   reply({ event: "subscribed", count: connections.length, subscriptions, failed, error });
 }
 
+function openProducer(m) {
+  return m.kind === "nats" ? openNats(m) : openRest(m);
+}
+
 // The REST producer: `inflight` keep-alive connections, each with one POST at a time,
 // so that a request's cost is the server's handling, not a TCP handshake.
-function openProducer(m) {
+function openRest(m) {
   producer = {
     ...m,
+    publish: publishRest,
     agent: new http.Agent({ keepAlive: true, maxSockets: m.inflight }),
   };
   reply({ event: "producer" });
+}
+
+// The NATS producer: the text protocol on a plain TCP connection, as another service
+// would publish its events without a client library. The server's INFO is read and
+// dropped, its PING answered; our PING's PONG tells that it has read all we wrote.
+function openNats(m) {
+  const socket = net.createConnection({ host: m.host, port: m.port });
+  socket.setNoDelay(true);
+  producer = { ...m, publish: publishNats, socket, pongs: [], error: null };
+  let partial = "";
+  socket.on("data", (chunk) => {
+    const lines = (partial + chunk.toString("latin1")).split("\r\n");
+    partial = lines.pop();
+    lines.forEach(onNatsLine);
+  });
+  socket.on("error", (error) => { producer.error = producer.error || String(error); });
+  socket.on("close", () => { producer.error = producer.error || "NATS closed the connection"; });
+  return new Promise((resolve, reject) => {
+    socket.once("error", reject);
+    socket.once("connect", () => {
+      socket.write('CONNECT {"verbose":false,"pedantic":false}\r\n');
+      reply({ event: "producer" });
+      resolve();
+    });
+  });
+}
+
+function onNatsLine(line) {
+  if (line === "PING") producer.socket.write("PONG\r\n");
+  else if (line === "PONG") producer.pongs.shift()?.();
+  else if (line.startsWith("-ERR")) producer.error = producer.error || line;
+}
+
+// Resolves once the NATS server has answered a PING: it has read every PUB before it.
+function natsFlushed() {
+  return new Promise((resolve) => {
+    producer.pongs.push(resolve);
+    producer.socket.write("PING\r\n");
+  });
+}
+
+function natsPub(seq) {
+  const subject = producer.topics[seq % producer.topics.length];
+  const payload = JSON.stringify({ t: nowMicros(), seq });
+  return `PUB ${subject} ${payload.length}\r\n${payload}\r\n`;
+}
+
+// `rate` events a second for `duration` seconds: each tick writes the events due by
+// then in one write; while the socket's buffer is full, none (the step shows the rate
+// taken). `seconds` runs to the PONG after the last, so count / seconds is the rate
+// the NATS server took.
+async function publishNats({ rate, duration }) {
+  const total = Math.round(rate * duration);
+  const started = Date.now();
+  let sent = 0;
+  while (sent < total && !producer.error) {
+    const due = Math.min(total, Math.floor(((Date.now() - started) / 1000) * rate) + 1);
+    let batch = "";
+    while (sent < due) batch += natsPub(sent++);
+    if (batch && !producer.socket.write(batch)) await once(producer.socket, "drain");
+    else await sleep(1);
+  }
+  if (!producer.error) await natsFlushed();
+  const failed = producer.error ? total - sent : 0;
+  reply({ event: "published", count: sent, seconds: (Date.now() - started) / 1000,
+          failed, error: producer.error });
+}
+
+function publish(m) {
+  return producer.publish(m);
 }
 
 // POST the `seq`-th event; calls done(error or null) when its answer has been read.
@@ -127,7 +207,7 @@ function post(seq, done) {
 // request that cannot start when due starts as soon as one ends. Resolves when
 // every answer is in: `seconds` runs to the last one, so count / seconds is the
 // rate the server took, whatever was asked.
-function publish({ rate, duration }) {
+function publishRest({ rate, duration }) {
   const total = Math.round(rate * duration);
   const started = Date.now();
   let sent = 0, answered = 0, active = 0, failed = 0, error = null, timer = null;

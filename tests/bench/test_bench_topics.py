@@ -1,7 +1,8 @@
 """The topics scenario of ``python -m bench`` works: a short run opens ``/v1/events``
-connections with mixed wildcard subscriptions, produces tenant events over REST, gets
-every delivery the reference matcher expects, and times ``TopicTree.match`` at three
-sizes. Benchmarks are not tests: no timing is asserted."""
+connections with mixed wildcard subscriptions, produces tenant events on NATS (a
+nats-server of the run's own; or over REST with ``--producer rest``), gets every
+delivery the reference matcher expects, and times ``TopicTree.match`` at three sizes.
+Benchmarks are not tests: no timing is asserted."""
 
 from __future__ import annotations
 
@@ -20,7 +21,19 @@ def quick() -> tuple[Path, dict]:
 
 def test_bench_topics_quick_run_delivers_every_matching_event(quick: tuple[Path, dict]) -> None:
     path, result = quick
-    assert result["scenario"] == "topics"
+    assert result["scenario"] == "topics" and result["options"]["producer"] == "nats"
+    assert_delivered(result)
+    assert path.with_name(path.stem + "-rss.png").stat().st_size > 0
+
+
+def test_bench_topics_rest_producer_delivers_every_matching_event() -> None:
+    _, result = run_quick("topics", "--producer", "rest")
+    assert result["options"]["producer"] == "rest"
+    assert_delivered(result)
+
+
+def assert_delivered(result: dict) -> None:
+    """Every connection subscribed, and every step got the deliveries due, no more."""
     options, outcome = result["options"], result["targets"]["voisnap"]
     assert outcome["connections"] == options["connections"] and outcome["failed"] == 0
     assert outcome["subscriptions"] == options["connections"] * options["per_connection"]
@@ -33,7 +46,6 @@ def test_bench_topics_quick_run_delivers_every_matching_event(quick: tuple[Path,
     assert first["events_per_second"] > 0
     for step in outcome["steps"]:  # each connection gets an event once, however many match
         assert step["received"] <= step["expected"]
-    assert path.with_name(path.stem + "-rss.png").stat().st_size > 0
 
 
 def test_bench_topics_quick_run_times_matching_at_three_sizes(quick: tuple[Path, dict]) -> None:

@@ -34,6 +34,7 @@ from .events import PATH as EVENTS_PATH
 from .events import EventBus, EventsFace, EventsRest, EventsServices
 from .events import serve as serve_events
 from .faces import Faces
+from .metrics_face import MetricsFace
 from .nodes import NodeGate, NodeHub, NodesRest, NotifiedPresence, Presences
 from .nodes.tool import NodeTool
 from .notifications import (
@@ -124,6 +125,7 @@ def create_product(settings: Settings) -> HubServer:
         VoisnapFace(voisnap_chat.router, (voisnap_voice.router, voisnap_webrtc.router), calls),
         SophonOnly(StreamFace(store, stream_sessions, turn_logs)),
         SophonOnly(events_face),
+        MetricsFace(),
     )
     clock = SystemClock()
     api_tokens = ApiTokens(store, clock)

@@ -52,6 +52,7 @@ import trio
 from ..config import Settings
 from ..errors import ConnectionClosed
 from ..failures import error_boundary, report_client_error, report_unexpected
+from ..metrics import HANDSHAKES
 from ..principal import Principal
 from ..protocol import (
     CONNECTION_CLOSED,
@@ -247,6 +248,7 @@ class HubConnection:
                     detailed_errors=self.settings.detailed_errors,
                     max_parallel=self.settings.max_parallel_invocations,
                     stream_buffer_capacity=self.settings.stream_buffer_capacity,
+                    hub=self.endpoint.path,
                 )
                 try:
                     if await self._handshake() and await self._connect():
@@ -310,6 +312,7 @@ class HubConnection:
             try:
                 request = await self._next_event()
             except RemoteProtocolError as error:
+                HANDSHAKES.labels(self.endpoint.path, "rejected").inc()
                 await self._reject(
                     "An unexpected error occurred during connection handshake. "
                     f"InvalidDataException: {error}",
@@ -319,6 +322,7 @@ class HubConnection:
             except ConnectionClosed:
                 return None
         if request is None:
+            HANDSHAKES.labels(self.endpoint.path, "timeout").inc()
             await self._reject(HANDSHAKE_CANCELED, closing.handshake_failed(timed_out=True))
             return None
         if request is CONNECTION_CLOSED or self.state is not HANDSHAKING:
@@ -326,8 +330,10 @@ class HubConnection:
         try:
             response = self._protocol.accept(request)
         except RemoteProtocolError as error:
+            HANDSHAKES.labels(self.endpoint.path, "rejected").inc()
             await self._reject(str(error), closing.handshake_failed(error))
             return None
+        HANDSHAKES.labels(self.endpoint.path, "accepted").inc()
         assert self._protocol.protocol is not None
         protocol = self._protocol.protocol
         self.wire = wire_for(protocol, self.transport.info.framer_for(protocol.transfer_format))

@@ -33,6 +33,7 @@ import trio
 
 from ..errors import HubError
 from ..failures import report_client_error, report_unexpected
+from ..metrics import INVOCATION_SECONDS, INVOCATIONS, UNKNOWN_METHOD
 from ..protocol import (
     CompletionMessage,
     EncodeError,
@@ -110,7 +111,9 @@ class Invocations:
         detailed_errors: bool,
         max_parallel: int,
         stream_buffer_capacity: int,
+        hub: str = "",
     ) -> None:
+        self._hub = hub  # the metrics' label
         self._methods = methods
         self._create_hub = create_hub
         self._send = send
@@ -160,22 +163,32 @@ class Invocations:
         method = self._resolve(target, streaming=False)
         if method is None:
             self._close_uploads(message.stream_ids)
+            INVOCATIONS.labels(self._hub, UNKNOWN_METHOD, "unknown").inc()
             return await self._fail_resolution(message, streaming=False)
         arguments = self._bind_or_explain(method, message)
         if isinstance(arguments, str):
             self._close_uploads(message.stream_ids)
+            INVOCATIONS.labels(self._hub, target, "bad_arguments").inc()
             return await self._complete_error(message.invocation_id, arguments)
         hub = self._create_hub()
+        started = trio.current_time()
         try:
             result = await method.function(hub, *arguments)
         except Exception as error:
+            self._count(target, "error", started)
             return await self._method_failed(message, error)
         finally:
             self._close_uploads(message.stream_ids)
+        self._count(target, "ok", started)
         if message.invocation_id:
             await self._send_result(message, result)
         for work in hub.context.after_reply_work:
             await work()
+
+    def _count(self, method: str, outcome: str, started: float) -> None:
+        """One invocation, for the metrics (once per call, never per recipient)."""
+        INVOCATIONS.labels(self._hub, method, outcome).inc()
+        INVOCATION_SECONDS.labels(self._hub, method).observe(trio.current_time() - started)
 
     async def _send_result(self, message: InvocationMessage, result: Any) -> None:
         """The result Completion; an error one if the result cannot be encoded

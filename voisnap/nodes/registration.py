@@ -6,14 +6,14 @@ from __future__ import annotations
 import datetime
 import uuid
 
-from ..server.auth import TokenAuthority
+from ..server.auth import JwksAuthority, TokenAuthority
 from ..storage.base import Node, NodeStore, Owner, StoreError
 from .credentials import NODE_CLAIM, NODE_ROLE, SCOPES_CLAIM, NodeError
 
 
 async def register_node(
     store: NodeStore,
-    authority: TokenAuthority,
+    authority: TokenAuthority | JwksAuthority,
     owner: Owner,
     name: str,
     scopes: tuple[str, ...],
@@ -21,7 +21,14 @@ async def register_node(
     ttl: float,
     now: datetime.datetime,
 ) -> tuple[Node, str]:
-    """A new node of ``owner``'s and its token; NodeError 409 for a name in use."""
+    """A new node of ``owner``'s and its token; NodeError 409 for a name in use,
+    501 when the server issues no tokens (``--jwt-jwks-url``)."""
+    if not authority.issues_tokens:
+        raise NodeError(
+            501,
+            "This server verifies tokens from an identity provider (--jwt-jwks-url) and "
+            "issues none, so it cannot give a node its token.",
+        )
     node = Node("nod_" + uuid.uuid4().hex, owner, name, scopes, now)
     try:
         await store.add_node(node)
@@ -30,7 +37,7 @@ async def register_node(
     return node, node_token(authority, node, ttl)
 
 
-def node_token(authority: TokenAuthority, node: Node, ttl: float) -> str:
+def node_token(authority: TokenAuthority | JwksAuthority, node: Node, ttl: float) -> str:
     """The node's JWT: its owner's ``sub`` and ``tid``, the role ``node``, its id
     in ``nid`` and, for the node's information, the scopes it was given."""
     extra = {NODE_CLAIM: node.node_id, SCOPES_CLAIM: list(node.scopes)}

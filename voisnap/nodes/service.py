@@ -39,7 +39,7 @@ import trio
 from ..clock import Clock
 from ..failures import error_boundary
 from ..principal import Principal
-from ..server.auth import TokenAuthority
+from ..server.auth import JwksAuthority, TokenAuthority
 from ..storage.base import (
     COMMAND_FAILED,
     COMMAND_QUEUED,
@@ -119,7 +119,7 @@ class Nodes:
     def __init__(
         self,
         store: NodeStore,
-        authority: TokenAuthority,
+        authority: TokenAuthority | JwksAuthority,
         signals: NodeSignals,
         presence: PresenceSink,
         clock: Clock,

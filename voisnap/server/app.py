@@ -19,18 +19,23 @@ Routes:
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import trio
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..asgi import Receive, Scope, Send
 from ..errors import ServiceUnavailable
 from ..failures import error_boundary
+from ..logs import log_context, request_id_from
+from ..metrics import REGISTRY
 from ..transports.asgi_websocket import AsgiWebSocket
 from ..transports.base import TransportType
 from ..transports.plain import AsgiUpgrade, UpgradeRequest
+from .auth import token_from
 from .http import (
     TEXT,
     HttpError,
@@ -68,7 +73,10 @@ class VoisnapApp:
                 await self._lifespan(receive, send)
             case "http":
                 tracked = TrackedSend(send)
-                with error_boundary(log, "an HTTP request", lambda _: tracked.fail_soon()):
+                with (
+                    log_context(request_id=_request_id(scope)),
+                    error_boundary(log, "an HTTP request", lambda _: tracked.fail_soon()),
+                ):
                     await self._http(scope, receive, tracked)
                 await tracked.answer_failure()
             case "websocket":
@@ -142,10 +150,26 @@ class VoisnapApp:
             return status, "application/json", json_body(document), []
         if path == "/stats" and method == "GET":
             return 200, "application/json", json_body(self.hubs.statistics()), []
+        if path == "/metrics" and method == "GET":
+            return self._metrics(headers, query)
         if path.endswith("/negotiate") and method == "POST":
             document = await self.hubs.negotiate(path.removesuffix("/negotiate"), headers, query)
             return 200, "application/json", json_body(document), []
         return await self._rest(method, path, headers, query, received)
+
+    def _metrics(
+        self, headers: dict[str, str], query: dict[str, str]
+    ) -> tuple[int, str, bytes, list]:
+        """Prometheus's text format, by prometheus-client (``voisnap.metrics``);
+        behind ``--metrics-token`` when one is set."""
+        expected = self.settings.metrics_token
+        if expected is not None and not hmac.compare_digest(
+            (token_from(headers, query) or "").encode(), expected.encode()
+        ):
+            challenge = [("www-authenticate", "Bearer")]
+            raise HttpError(401, "/metrics needs the metrics token.", challenge)
+        body = generate_latest(REGISTRY) + generate_latest(self.hubs.metrics_registry)
+        return 200, CONTENT_TYPE_LATEST, body, []
 
     async def _rest(
         self,
@@ -165,9 +189,10 @@ class VoisnapApp:
         principal = await self.hubs.authenticate_request(headers, query)
         await self.hubs.admit_principal(path, principal)
         try:
-            status, document = await route.handler(
-                RestRequest(principal, params, query, received, headers.get("content-type", ""))
-            )
+            with log_context(user_id=principal.user_id, tenant_id=principal.tenant_id):
+                status, document = await route.handler(
+                    RestRequest(principal, params, query, received, headers.get("content-type", ""))
+                )
         except ServiceUnavailable as error:
             # A route's answers are JSON, this one too; the client may try again.
             return 503, "application/json", json_body({"error": str(error)}), [RETRY_AFTER]
@@ -232,6 +257,14 @@ class VoisnapApp:
         if isinstance(admission, Elsewhere):
             return await self.hubs.relay.websocket(admission, transport)
         await self.hubs.serve(admission, transport)
+
+
+def _request_id(scope: Scope) -> str:
+    """The client's ``X-Request-Id`` if it is sane, else a fresh short id (for log lines)."""
+    for name, value in scope["headers"]:
+        if name.lower() == b"x-request-id":
+            return request_id_from(value.decode("latin-1"))
+    return request_id_from(None)
 
 
 async def _until_disconnect(receive: Receive, work: Awaitable[T]) -> T | None:

@@ -20,11 +20,14 @@ runtime) and REST routes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import re
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
 import trio
+from prometheus_client import CollectorRegistry
 
 from ..backplane import Backplane, MemoryBackplane
 from ..config import Settings
@@ -34,6 +37,8 @@ from ..hubs.closing import shutting_down
 from ..hubs.connection import HubConnection, new_connection_id
 from ..hubs.endpoint import HubEndpoint
 from ..hubs.heartbeat import run_heartbeat
+from ..logs import log_context
+from ..metrics import ScrapedCollector
 from ..principal import Principal
 from ..routing import names
 from ..routing.cluster import Cluster
@@ -44,7 +49,7 @@ from ..transports.base import (
     TransportType,
     parse_hub_transports,
 )
-from .auth import TokenAuthority, token_from
+from .auth import JwksAuthority, TokenAuthority, token_from
 from .collector import collector_statistics
 from .connections import NO_CONNECTION, ConnectionRegistry, NegotiatedConnection, check_owner
 from .http import HttpError
@@ -114,7 +119,9 @@ class Admission:
 
 
 class HubServer:
-    def __init__(self, settings: Settings, authority: TokenAuthority) -> None:
+    def __init__(
+        self, settings: Settings, authority: TokenAuthority | JwksAuthority
+    ) -> None:
         self.settings = settings
         self.authority = authority
         self.endpoints: dict[str, HubEndpoint] = {}
@@ -133,6 +140,10 @@ class HubServer:
         self.websocket_routes: dict[str, Callable[[Any], Awaitable[None]]] = {}
         """REST routes of the apps (``server.routes``)."""
         self.statistics_sources: dict[str, Callable[[], Any]] = {}
+        # This server's scraped figures (one registry per server: a process
+        # that assembles several, as the tests do, shows each its own).
+        self.metrics_registry = CollectorRegistry(auto_describe=False)
+        self.metrics_registry.register(ScrapedCollector(self.metrics_figures))
         """The apps' own counters, each under its name in ``GET /stats``."""
         self.principal_checks: list[PrincipalCheck] = []
         self.api_tokens: Callable[[str], Awaitable[Principal]] | None = None
@@ -187,15 +198,21 @@ class HubServer:
         for check in self.principal_checks:
             await check(path, principal)
 
-    def authenticate(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Principal:
+    async def authenticate(
+        self, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> Principal:
         """A hub's request: a JWT. Seed 002: "API keys cannot be used for
-        real-time hub connections — only JWT access tokens"."""
+        real-time hub connections — only JWT access tokens". Async: with
+        ``--jwt-jwks-url`` an unknown key id fetches the provider's keys."""
         token = _token_of(headers, query)
         if token.startswith(API_TOKEN_PREFIX):
             raise _unauthorized(
                 "API tokens cannot be used for hub connections: use a JWT access token."
             )
-        return self._verify(token)
+        try:
+            return await self.authority.verify_async(token)
+        except AuthenticationError as error:
+            raise _unauthorized(str(error)) from None
 
     async def authenticate_request(
         self, headers: Mapping[str, str], query: Mapping[str, str]
@@ -210,20 +227,14 @@ class HubServer:
         """Who a JWT or an API token speaks for; AuthenticationError if nobody."""
         if token.startswith(API_TOKEN_PREFIX) and self.api_tokens is not None:
             return await self.api_tokens(token)
-        return self.authority.verify(token)
-
-    def _verify(self, token: str) -> Principal:
-        try:
-            return self.authority.verify(token)
-        except AuthenticationError as error:
-            raise _unauthorized(str(error)) from None
+        return await self.authority.verify_async(token)
 
     async def negotiate(
         self, path: str, headers: Mapping[str, str], query: Mapping[str, str]
     ) -> dict[str, Any]:
         """TransportProtocols.md, "POST [endpoint-base]/negotiate"."""
         endpoint = self._endpoint_or_404(path)
-        principal = self.authenticate(headers, query)
+        principal = await self.authenticate(headers, query)
         await self.admit_principal(endpoint.path, principal)
         version = _negotiate_version(query.get("negotiateVersion"))
         if isinstance(version, str):
@@ -262,7 +273,7 @@ class HubServer:
                 404, f"{transport_type.value} transport not supported by this end point type"
             )
         self.check_origin(headers)
-        principal = self.authenticate(headers, query)
+        principal = await self.authenticate(headers, query)
         await self.admit_principal(endpoint.path, principal)
         token = query.get("id")
         if not token:
@@ -287,7 +298,7 @@ class HubServer:
         process's, or ``Elsewhere`` (owned by another process, or started by none)."""
         endpoint = self._endpoint_or_404(path)
         self.check_origin(headers)
-        principal = self.authenticate(headers, query)
+        principal = await self.authenticate(headers, query)
         token = query.get("id")
         if not token:
             raise HttpError(400, "Connection ID required")
@@ -370,7 +381,13 @@ class HubServer:
     async def serve(self, admission: Admission, transport: Transport) -> None:
         """Run one admitted connection on ``transport`` until it ends, inside
         its own error boundary (long polling runs it in a shared nursery)."""
-        with error_boundary(log, "a hub connection", lambda _: transport.abort()):
+        context = log_context(
+            connection_id=admission.connection_id,
+            hub=admission.endpoint.path,
+            user_id=admission.principal.user_id,
+            tenant_id=admission.principal.tenant_id,
+        )
+        with context, error_boundary(log, "a hub connection", lambda _: transport.abort()):
             await self._serve(admission, transport)
 
     async def _serve(self, admission: Admission, transport: Transport) -> None:
@@ -467,6 +484,28 @@ class HubServer:
         with trio.move_on_after(self.settings.shutdown_timeout):
             await self._idle.wait()
 
+    def metrics_figures(self) -> dict[str, Any]:
+        """What ``metrics.ScrapedCollector`` shows, read now (at a scrape)."""
+        connections: Counter[tuple[str, str, str]] = Counter()
+        depths = []
+        for connection in self.connections:
+            protocol = connection.wire.protocol.name if connection.wire is not None else "-"
+            kind = connection.transport.info.kind.value
+            connections[(connection.endpoint.path, kind, protocol)] += 1
+            depths.append(connection.transport.outbox.queued)
+        gauges = dict(
+            item for name, source in self.statistics_sources.items()
+            for item in _numbers(name, source())
+        )
+        return {
+            "connections": connections,
+            "hubs": {path: attrs.asdict(endpoint.router.statistics())
+                     for path, endpoint in self.endpoints.items()},
+            "outbox": {"total": sum(depths), "max": max(depths, default=0)},
+            "backplane": self.cluster.statistics().get("backplane", {}),
+            "gauges": gauges,
+        }
+
     def statistics(self) -> dict[str, Any]:
         return {
             "connections": len(self.connections),
@@ -479,6 +518,19 @@ class HubServer:
             },
             **{name: source() for name, source in self.statistics_sources.items()},
         }
+
+
+def _numbers(prefix: str, value: Any) -> Iterator[tuple[str, float]]:
+    """The numeric leaves of a statistics document, as ``prefix_key_subkey``
+    (snake case), for the metrics' gauges."""
+    if prefix.endswith("pid"):
+        return  # an id, not a figure
+    if isinstance(value, int | float):
+        yield prefix, float(value)
+    elif isinstance(value, dict):
+        for key, inner in value.items():
+            name = re.sub(r"(?<!^)(?=[A-Z])", "_", str(key)).lower()
+            yield from _numbers(f"{prefix}_{name}", inner)
 
 
 def _may_come_back(negotiated: NegotiatedConnection, transport_type: TransportType) -> bool:

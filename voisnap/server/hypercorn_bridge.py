@@ -87,7 +87,9 @@ def make_config(settings: Settings) -> Config:
     # One access log for both doors, on stderr (stdout carries the "listening" line).
     config.accesslog = logging.getLogger("voisnap.access") if settings.access_log else None
     config.access_log_format = '%(h)s "%(R)s" %(s)s %(b)s "%(a)s"'
-    config.errorlog = "-"
+    # In JSON, hypercorn's own lines go through the root logger's handler (one
+    # format on stderr); in text, hypercorn keeps its own handler, as before.
+    config.errorlog = logging.getLogger("hypercorn.error") if settings.log_format == "json" else "-"
     config.graceful_timeout = settings.shutdown_timeout
     config.h11_max_incomplete_size = settings.request_head_max_size
     # Deadlines for what the front door cannot see: a TLS handshake, and the
