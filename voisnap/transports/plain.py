@@ -86,6 +86,23 @@ class Upgrade(Protocol):
     async def accept(self, subprotocol: str | None) -> MessageSocket: ...
 
 
+class SharedFrames:
+    """One message's frames, built once per kind of socket (a fan-out's
+    recipients of one kind share the very same frame)."""
+
+    __slots__ = ("_frames", "message")
+
+    def __init__(self, message: bytes) -> None:
+        self.message = message
+        self._frames: dict[type, Frame] = {}
+
+    def for_socket(self, sock: MessageSocket) -> Frame:
+        frame = self._frames.get(type(sock))
+        if frame is None:
+            frame = self._frames[type(sock)] = sock.frame(self.message)
+        return frame
+
+
 def _size_of(data: str | bytes) -> int:
     return len(data.encode()) if isinstance(data, str) else len(data)
 
@@ -269,6 +286,7 @@ __all__ = [
     "DirectUpgrade",
     "MessageSocket",
     "MessageTooLarge",
+    "SharedFrames",
     "Upgrade",
     "UpgradeRequest",
     "offered_subprotocols",

@@ -35,6 +35,7 @@ from ...islands.nats import BusUnavailable, NatsBus
 from ...routing import names
 from ...routing.cluster import Cluster
 from ...transports.frames import Frame
+from ...transports.plain import SharedFrames
 from .topics import BadTopic, TopicTree, tokens_of
 
 log = logging.getLogger(__name__)
@@ -52,14 +53,13 @@ class Event:
     ts: str
     frame: bytes = attrs.field(eq=False)
     """``{"type": "event", "topic", "data", "ts"}``, as every subscriber gets it."""
-    _framed: dict[type, Frame] = attrs.field(factory=dict, eq=False, init=False)
+    _frames: SharedFrames = attrs.field(eq=False, init=False,
+                                        default=attrs.Factory(lambda e: SharedFrames(e.frame),
+                                                              takes_self=True))
 
     def frame_for(self, sock: Any) -> Frame:
         """The frame ``sock`` writes: built once per kind of socket."""
-        framed = self._framed.get(type(sock))
-        if framed is None:
-            framed = self._framed[type(sock)] = sock.frame(self.frame)
-        return framed
+        return self._frames.for_socket(sock)
 
     @classmethod
     def of(cls, topic: str, tenant_id: str, user_id: str | None, data: Any,

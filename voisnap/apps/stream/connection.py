@@ -163,7 +163,7 @@ class StreamConnection(PlainConnection):
     async def _submit(self, submission: Submission) -> None:
         if submission.session_id is not None:
             await self._session(submission.session_id)
-            watched = await self._watch(submission.session_id, hold=False)
+            await self._watch(submission.session_id, hold=False)
             await submit(self._chat, self._owner, submission)
             return
         session_id = new_id("sess")

@@ -18,6 +18,7 @@ from ...agents.base import TextPart, ToolCall, ToolResult
 from ...agents.tools import ASK_USER
 from ...storage.base import InfoRequest, Message, Task, TaskState
 from ...transports.frames import Frame
+from ...transports.plain import SharedFrames
 from ..plain import encode
 
 ASK_USER_TOOL = "AskUserQuestion"  # the seed's name for the agent's question
@@ -30,7 +31,7 @@ class StreamEvent:
     live stream, docs/v1-stream.md "Resume"); ``admin_only`` events go only to
     connections with the role ``admin``."""
 
-    __slots__ = ("_frames", "admin_only", "data", "segment", "seq", "task_id")
+    __slots__ = ("admin_only", "data", "frames", "segment", "seq", "task_id")
 
     def __init__(
         self, data: bytes, task_id: str = "", segment: str = "", seq: int = 0,
@@ -41,7 +42,7 @@ class StreamEvent:
         self.segment = segment
         self.seq = seq
         self.admin_only = admin_only
-        self._frames: dict[type, Frame] = {}
+        self.frames = SharedFrames(data)
 
     @classmethod
     def of(cls, event: dict[str, Any], **place: Any) -> StreamEvent:
@@ -49,11 +50,7 @@ class StreamEvent:
 
     def frame_for(self, sock: Any) -> Frame:
         """The frame ``sock`` writes: built once per kind of socket."""
-        kind = type(sock)
-        frame = self._frames.get(kind)
-        if frame is None:
-            frame = self._frames[kind] = sock.frame(self.data)
-        return frame
+        return self.frames.for_socket(sock)
 
     def packed(self) -> bytes:
         """For the backplane: a JSON head line, then the event's JSON."""
